@@ -1,0 +1,228 @@
+"""Bytes in, bytes out (R19, R20): the only place that parses or writes JSON.
+
+``decode_event`` validates a raw ``conversation-events`` record by hand (no JSON Schema
+on the hot path) into a domain ``Event`` or a ``Reject`` with a reason code of R20.
+``decode_settings`` does the same for ``session-settings`` (every rejection is
+``bad_settings``). Outputs are encoded with orjson.
+"""
+from __future__ import annotations
+
+import base64
+import sys
+
+import orjson
+
+from .domain.config import CoreConfig
+from .domain.events import EVENT_TYPES, ON_CONNECT_ACTIONS, Event, Variable
+from .domain.settings import AppSettings, SettingsError, parse_settings
+
+NOT_JSON = "not_json"
+NOT_OBJECT = "not_object"
+MISSING_FIELD = "missing_field"
+BAD_FIELD = "bad_field"
+UNKNOWN_TYPE = "unknown_type"
+KEY_MISMATCH = "key_mismatch"
+TOO_LARGE = "too_large"
+BAD_SETTINGS = "bad_settings"
+REASONS = (NOT_JSON, NOT_OBJECT, MISSING_FIELD, BAD_FIELD, UNKNOWN_TYPE, KEY_MISMATCH,
+           TOO_LARGE, BAD_SETTINGS)
+
+DEFAULT_MAX_BYTES = 64 * 1024
+DEFAULT_FUTURE_SKEW_MS = 3_600_000
+
+_intern = sys.intern
+
+
+class Reject:
+    """A record the worker will not apply: goes to the dead-letter topic (R20)."""
+
+    __slots__ = ("reason", "detail")
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+    def __repr__(self) -> str:
+        return f"Reject({self.reason}: {self.detail})"
+
+
+def _str(obj: dict, name: str, lo: int, hi: int) -> str | Reject:
+    value = obj.get(name)
+    if value is None:
+        return Reject(MISSING_FIELD, f"{name} is required")
+    if type(value) is not str or not lo <= len(value) <= hi:
+        return Reject(BAD_FIELD, f"{name} must be a string of {lo}..{hi} characters")
+    return value
+
+
+def _is_int(value) -> bool:
+    return type(value) is int
+
+
+def _variables(raw) -> list[Variable] | Reject:
+    if type(raw) is not list:
+        return Reject(BAD_FIELD, "variables must be an array")
+    out = []
+    for item in raw:
+        if type(item) is not dict:
+            return Reject(BAD_FIELD, "each variable must be an object")
+        name = item.get("name")
+        if type(name) is not str or not 1 <= len(name) <= 256:
+            return Reject(BAD_FIELD, "variable name must be a string of 1..256 characters")
+        ttl = item.get("ttl_s")
+        if ttl is not None and (not _is_int(ttl) or ttl <= 0):
+            return Reject(BAD_FIELD, "variable ttl_s must be a positive integer")
+        delete = item.get("delete", False)
+        if type(delete) is not bool:
+            return Reject(BAD_FIELD, "variable delete must be a boolean")
+        profile = item.get("auth_profile")
+        if profile is not None and (type(profile) is not str or not profile):
+            return Reject(BAD_FIELD, "variable auth_profile must be a non-empty string")
+        out.append(Variable(name, item.get("value"), ttl, delete, profile))
+    return out
+
+
+def _context_fields(obj: dict, ev: Event) -> Reject | None:
+    if "dialog" in obj:
+        dialog = obj["dialog"]
+        if dialog is not None and type(dialog) is not dict:
+            return Reject(BAD_FIELD, "dialog must be an object or null")
+        ev.has_dialog, ev.dialog = True, dialog
+    tags = obj.get("tags")
+    if tags is not None:
+        if type(tags) is not list or not all(type(t) is str for t in tags):
+            return Reject(BAD_FIELD, "tags must be an array of strings")
+        ev.tags = tags
+    sentiment = obj.get("sentiment")
+    if sentiment is not None:
+        if type(sentiment) is not dict or not all(
+                type(v) in (int, float) for v in sentiment.values()):
+            return Reject(BAD_FIELD, "sentiment must map tones to numbers")
+        ev.sentiment = sentiment
+    variables = obj.get("variables")
+    if variables is not None:
+        parsed = _variables(variables)
+        if type(parsed) is Reject:
+            return parsed
+        ev.variables = parsed
+    return None
+
+
+def decode_event(key: bytes | None, value: bytes | None, now_ms: int,
+                 max_bytes: int = DEFAULT_MAX_BYTES,
+                 future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS) -> Event | Reject:
+    """R20: a validated event, or why not. ``now_ms`` is the worker's wall clock, used
+    only for the future-skew check."""
+    if value is None:
+        return Reject(NOT_JSON, "record has no value")
+    if len(value) + (len(key) if key else 0) > max_bytes:
+        return Reject(TOO_LARGE, f"record is larger than {max_bytes} bytes")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as err:
+        return Reject(NOT_JSON, f"not UTF-8 JSON: {str(err)[:120]}")
+    if type(obj) is not dict:
+        return Reject(NOT_OBJECT, "event must be a JSON object")
+
+    event_id = _str(obj, "event_id", 1, 128)
+    if type(event_id) is Reject:
+        return event_id
+    app_id = _str(obj, "app_id", 1, 256)
+    if type(app_id) is Reject:
+        return app_id
+    user_id = _str(obj, "user_id", 1, 256)
+    if type(user_id) is Reject:
+        return user_id
+    ts = obj.get("ts")
+    if ts is None:
+        return Reject(MISSING_FIELD, "ts is required")
+    if not _is_int(ts) or ts <= 0:
+        return Reject(BAD_FIELD, "ts must be a positive integer (epoch ms)")
+    etype = obj.get("type")
+    if etype is None:
+        return Reject(MISSING_FIELD, "type is required")
+    if type(etype) is not str:
+        return Reject(BAD_FIELD, "type must be a string")
+    if etype not in EVENT_TYPES:
+        return Reject(UNKNOWN_TYPE, f"unknown event type {etype[:64]!r}")
+    channel = _str(obj, "channel", 1, 64)
+    if type(channel) is Reject:
+        return channel
+
+    developer = obj.get("developer", False)
+    if type(developer) is not bool:
+        return Reject(BAD_FIELD, "developer must be a boolean")
+    intent = obj.get("intent")
+    if intent is not None and type(intent) is not str:
+        return Reject(BAD_FIELD, "intent must be a string or null")
+    input_valid = obj.get("input_valid", True)
+    if type(input_valid) is not bool:
+        return Reject(BAD_FIELD, "input_valid must be a boolean")
+
+    expected_key = f"{app_id}:{user_id}"
+    if key is None or key != expected_key.encode():
+        return Reject(KEY_MISMATCH, "record key does not match app_id:user_id")
+    if ts > now_ms + future_skew_ms:
+        return Reject(BAD_FIELD, f"ts is more than {future_skew_ms} ms ahead of the worker clock")
+
+    ev = Event(event_id, _intern(app_id), user_id, ts, _intern(etype), _intern(channel),
+               developer, intent, input_valid, key=expected_key)
+    if etype == "on_connect":
+        action = obj.get("action")
+        if action is None:
+            return Reject(MISSING_FIELD, "action is required for on_connect")
+        if action not in ON_CONNECT_ACTIONS:
+            return Reject(BAD_FIELD, "action must be run_script, run_message or trigger_dialog")
+        ev.action = action
+    elif etype == "auth":
+        profile = obj.get("auth_profile")
+        if profile is None:
+            return Reject(MISSING_FIELD, "auth_profile is required for auth")
+        if type(profile) is not str or not profile:
+            return Reject(BAD_FIELD, "auth_profile must be a non-empty string")
+        ev.auth_profile = profile
+    elif etype == "context":
+        rejected = _context_fields(obj, ev)
+        if rejected is not None:
+            return rejected
+    return ev
+
+
+def decode_settings(key: bytes | None, value: bytes | None, cfg: CoreConfig,
+                    base: AppSettings | None = None,
+                    max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str, AppSettings | None] | Reject:
+    """R19: (app_id, settings) — settings None for a tombstone — or a bad_settings Reject."""
+    if key is None:
+        return Reject(BAD_SETTINGS, "settings record has no key (app_id)")
+    try:
+        app_id = key.decode()
+    except UnicodeDecodeError:
+        return Reject(BAD_SETTINGS, "settings key is not UTF-8")
+    if value is None:
+        return app_id, None
+    if len(value) > max_bytes:
+        return Reject(BAD_SETTINGS, f"settings record is larger than {max_bytes} bytes")
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return Reject(BAD_SETTINGS, "settings are not UTF-8 JSON")
+    try:
+        return app_id, parse_settings(obj, app_id, cfg, base)
+    except SettingsError as err:
+        return Reject(BAD_SETTINGS, str(err))
+
+
+def dead_letter(reject: Reject, topic: str, partition: int, offset: int,
+                key: bytes | None, value: bytes | None) -> dict:
+    """The ``dead-letter/1`` record for a rejected input record."""
+    return {"schema": "dead-letter/1", "reason": reject.reason, "detail": reject.detail,
+            "topic": topic, "partition": partition, "offset": offset,
+            "key_b64": base64.b64encode(key).decode() if key is not None else None,
+            "value_b64": base64.b64encode(value).decode() if value is not None else None}
+
+
+encode = orjson.dumps
+
+
+def decode_json(data: bytes):
+    return orjson.loads(data)

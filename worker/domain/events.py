@@ -1,0 +1,79 @@
+"""The validated input event (CONTRACT.md "Input event").
+
+The codec builds these from raw bytes; the core never sees an invalid event.
+"""
+from __future__ import annotations
+
+USER_MESSAGE = "user_message"
+AGENT_MESSAGE = "agent_message"
+ON_CONNECT = "on_connect"
+AUTH = "auth"
+DISCARD = "discard"
+DISCARD_ALL = "discard_all"
+REFRESH = "refresh"
+CONTEXT = "context"
+
+USER_TYPES = frozenset({USER_MESSAGE, AUTH, DISCARD, DISCARD_ALL})
+AGENT_TYPES = frozenset({AGENT_MESSAGE, ON_CONNECT})
+CONTROL_TYPES = frozenset({REFRESH, CONTEXT})
+EVENT_TYPES = USER_TYPES | AGENT_TYPES | CONTROL_TYPES
+ON_CONNECT_ACTIONS = frozenset({"run_script", "run_message", "trigger_dialog"})
+
+ABSENT = None  # optional context fields that were not sent
+
+
+class Variable:
+    """One entry of a context event's ``variables`` (R14, R15, R16)."""
+
+    __slots__ = ("name", "value", "ttl_s", "delete", "auth_profile")
+
+    def __init__(self, name: str, value=None, ttl_s: int | None = None,
+                 delete: bool = False, auth_profile: str | None = None) -> None:
+        self.name = name
+        self.value = value
+        self.ttl_s = ttl_s
+        self.delete = delete
+        self.auth_profile = auth_profile
+
+    def __repr__(self) -> str:
+        return f"Variable({self.name!r}, ttl_s={self.ttl_s}, delete={self.delete})"
+
+
+class Event:
+    """A validated conversation event. ``key`` is ``app_id + ":" + user_id``.
+
+    ``has_dialog`` tells a context event that sets ``dialog: null`` (clear) apart from one
+    that does not mention the dialog at all.
+    """
+
+    __slots__ = ("event_id", "app_id", "user_id", "ts", "type", "channel", "developer",
+                 "intent", "input_valid", "action", "auth_profile", "has_dialog", "dialog",
+                 "tags", "sentiment", "variables", "key")
+
+    def __init__(self, event_id: str, app_id: str, user_id: str, ts: int, type: str,
+                 channel: str, developer: bool = False, intent: str | None = None,
+                 input_valid: bool = True, action: str | None = None,
+                 auth_profile: str | None = None, has_dialog: bool = False,
+                 dialog: dict | None = None, tags: list | None = None,
+                 sentiment: dict | None = None, variables: list | None = None,
+                 key: str | None = None) -> None:
+        self.event_id = event_id
+        self.app_id = app_id
+        self.user_id = user_id
+        self.ts = ts
+        self.type = type
+        self.channel = channel
+        self.developer = developer
+        self.intent = intent
+        self.input_valid = input_valid
+        self.action = action
+        self.auth_profile = auth_profile
+        self.has_dialog = has_dialog
+        self.dialog = dialog
+        self.tags = tags
+        self.sentiment = sentiment
+        self.variables = variables
+        self.key = key if key is not None else f"{app_id}:{user_id}"
+
+    def __repr__(self) -> str:
+        return f"Event({self.type} {self.key} ts={self.ts} id={self.event_id!r})"

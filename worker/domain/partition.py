@@ -1,0 +1,119 @@
+"""One input partition: its key states, clock (R10) and deadline index.
+
+``PartitionSessions`` is what the worker keeps per assigned partition and what
+``replay`` runs for partition 0. Every method appends outputs in publication order.
+State changes are tracked in ``dirty`` so the shell can write them to its table once
+per batch.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from . import rules
+from .config import CoreConfig
+from .deadlines import DeadlineIndex
+from .events import Event
+from .ids import event_digest, seen_contains
+from .outputs import Output
+from .settings import SettingsBook
+from .state import KeyState
+
+NO_TIME = -(2 ** 62)
+
+
+class PartitionSessions:
+    def __init__(self, cfg: CoreConfig, book: SettingsBook) -> None:
+        self.cfg = cfg
+        self.book = book
+        self.states: dict[str, KeyState] = {}
+        self.index = DeadlineIndex()
+        self.stream_time = NO_TIME   # greatest ts of a valid event consumed (R10)
+        self.watermark = NO_TIME     # never moves backwards
+        self.dirty: set[str] = set()
+        self.stats: dict[str, int] = defaultdict(int)
+
+    # -- input ----------------------------------------------------------------------
+    def on_event(self, ev: Event) -> list[Output]:
+        """R10: the record first advances the clock (closing what became due), then
+        is applied (R21 duplicates change nothing)."""
+        outs: list[Output] = []
+        if ev.ts > self.stream_time:
+            self.stream_time = ev.ts
+            if ev.ts - self.cfg.lateness_ms > self.watermark:
+                self.watermark = ev.ts - self.cfg.lateness_ms
+                self._fire(outs)
+        key = ev.key
+        st = self.states.get(key)
+        digest = event_digest(ev.event_id)
+        if st is not None and seen_contains(st.seen, digest):
+            self.stats["duplicates"] += 1
+            return outs
+        st = rules.apply_event(st, ev, digest, self.book.get(ev.app_id), self.cfg,
+                               self.stats, outs)
+        if st is not None:
+            self.states[key] = st
+            self.dirty.add(key)
+            self._reindex(key, st)
+            if self.index.get(key) is not None and self.index.get(key) <= self.watermark:
+                self._fire(outs)     # a late event whose session is already due
+        return outs
+
+    def advance_to(self, watermark: int) -> list[Output]:
+        """Move the clock forward (the shell's wall-clock component while caught up)."""
+        outs: list[Output] = []
+        if watermark > self.watermark:
+            self.watermark = watermark
+            self._fire(outs)
+        return outs
+
+    def on_settings_changed(self, app_id: str) -> list[Output]:
+        """R19: new settings apply at once; deadlines are recomputed from activity time.
+        Scans this partition's keys once per settings change (rare), never per tick."""
+        for key, st in self.states.items():
+            if st.app == app_id:
+                self._reindex(key, st)
+        outs: list[Output] = []
+        self._fire(outs)
+        return outs
+
+    # -- persistence -------------------------------------------------------------------
+    def load(self, key: str, st: KeyState | None) -> None:
+        """Restore one key (recovery); None deletes it."""
+        if st is None:
+            self.states.pop(key, None)
+            self.index.set(key, None)
+        else:
+            self.states[key] = st
+            self._reindex(key, st)
+
+    def clock(self) -> list[int]:
+        return [self.stream_time, self.watermark]
+
+    def restore_clock(self, clock: list[int]) -> None:
+        self.stream_time = max(self.stream_time, clock[0])
+        self.watermark = max(self.watermark, clock[1])
+
+    def take_dirty(self) -> dict[str, KeyState | None]:
+        """Keys changed since the last call, with their state (None = deleted)."""
+        changed = {key: self.states.get(key) for key in self.dirty}
+        self.dirty = set()
+        return changed
+
+    def due_of(self, key: str) -> int | None:
+        return self.index.get(key)
+
+    # -- clock -------------------------------------------------------------------------
+    def _reindex(self, key: str, st: KeyState) -> None:
+        self.index.set(key, rules.next_due(st, self.book.get(st.app), self.cfg))
+
+    def _fire(self, outs: list[Output]) -> None:
+        wm = self.watermark
+        while (key := self.index.pop_due(wm)) is not None:
+            st = self.states[key]
+            st = rules.on_due(st, key, self.book.get(st.app), self.cfg, wm, self.stats, outs)
+            self.dirty.add(key)
+            if st is None:
+                del self.states[key]
+                self.index.set(key, None)
+            else:
+                self._reindex(key, st)

@@ -1,0 +1,100 @@
+"""Per-key state: small, flat and serialisable (R15, R18, R21, R25).
+
+One ``KeyState`` per (app_id, user_id) holds the open session, if any, and what outlives
+sessions: variables with their own TTL, authorized profiles and the remembered event ids.
+``to_wire``/``from_wire`` turn it into JSON-able lists for the Kafka-backed table.
+"""
+from __future__ import annotations
+
+import base64
+
+WIRE_VERSION = 1
+
+
+class KeyState:
+    """``sid is None`` means no session is open; the session fields are then unused."""
+
+    __slots__ = (
+        "app",            # app_id (interned by the codec)
+        "sid",            # open session id, 16 bytes, or None
+        "opened_at", "activity",
+        "interactive", "developer",
+        "open_channel", "user_channel",
+        "user_events", "agent_events",
+        "intent", "dialog", "tags", "hist", "sentiment",
+        "vars",           # name -> [value, expires_at | None, auth_profile | None]
+        "auth",           # authorized profile names, oldest first
+        "seen",           # concatenated event-id digests (R21)
+        "closed_at",      # time of the last close, 0 if none
+        "last_ts",        # greatest ts of any event applied to the key
+    )
+
+    def __init__(self, app: str) -> None:
+        self.app = app
+        self.sid = None
+        self.opened_at = 0
+        self.activity = 0
+        self.interactive = False
+        self.developer = False
+        self.open_channel = None
+        self.user_channel = None
+        self.user_events = 0
+        self.agent_events = 0
+        self.intent = None
+        self.dialog = None
+        self.tags = None
+        self.hist = None
+        self.sentiment = None
+        self.vars = None
+        self.auth = None
+        self.seen = b""
+        self.closed_at = 0
+        self.last_ts = 0
+
+    def clear_session_context(self) -> None:
+        """Dialog context, intent, tags and sentiment (R11, R12, R15)."""
+        self.intent = None
+        self.dialog = None
+        self.tags = None
+        self.hist = None
+        self.sentiment = None
+
+    def is_empty(self) -> bool:
+        return self.sid is None and not self.vars and not self.auth and not self.seen
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, KeyState) and to_wire(self) == to_wire(other)
+
+    def __repr__(self) -> str:
+        return f"KeyState({to_wire(self)!r})"
+
+
+def to_wire(st: KeyState) -> list:
+    """A JSON-able list; session fields are only written while a session is open."""
+    head = [WIRE_VERSION, st.app, st.closed_at, st.last_ts,
+            base64.b64encode(st.seen).decode() if st.seen else "",
+            [[n, *v] for n, v in st.vars.items()] if st.vars else None,
+            list(st.auth) if st.auth else None]
+    if st.sid is None:
+        return head
+    return head + [
+        st.sid.hex(), st.opened_at, st.activity, st.interactive, st.developer,
+        st.open_channel, st.user_channel, st.user_events, st.agent_events,
+        st.intent, st.dialog, st.tags, st.hist, st.sentiment,
+    ]
+
+
+def from_wire(wire: list) -> KeyState:
+    if not wire or wire[0] != WIRE_VERSION:
+        raise ValueError(f"unsupported key-state version {wire[:1]!r}")
+    st = KeyState(wire[1])
+    st.closed_at, st.last_ts = wire[2], wire[3]
+    st.seen = base64.b64decode(wire[4]) if wire[4] else b""
+    st.vars = {v[0]: [v[1], v[2], v[3]] for v in wire[5]} if wire[5] else None
+    st.auth = list(wire[6]) if wire[6] else None
+    if len(wire) > 7:
+        (sid, st.opened_at, st.activity, st.interactive, st.developer, st.open_channel,
+         st.user_channel, st.user_events, st.agent_events, st.intent, st.dialog, st.tags,
+         st.hist, st.sentiment) = wire[7:21]
+        st.sid = bytes.fromhex(sid)
+    return st
