@@ -31,6 +31,8 @@ DEFAULT_MAX_BYTES = 64 * 1024
 DEFAULT_FUTURE_SKEW_MS = 3_600_000
 
 _intern = sys.intern
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
 
 
 class Reject:
@@ -46,17 +48,37 @@ class Reject:
         return f"Reject({self.reason}: {self.detail})"
 
 
-def _str(obj: dict, name: str, lo: int, hi: int) -> str | Reject:
+def _check_str(obj: dict, name: str, hi: int) -> Reject | None:
     value = obj.get(name)
     if value is None:
         return Reject(MISSING_FIELD, f"{name} is required")
-    if type(value) is not str or not lo <= len(value) <= hi:
-        return Reject(BAD_FIELD, f"{name} must be a string of {lo}..{hi} characters")
-    return value
+    if type(value) is not str or not 1 <= len(value) <= hi:
+        return Reject(BAD_FIELD, f"{name} must be a string of 1..{hi} characters")
+    return None
 
 
-def _is_int(value) -> bool:
-    return type(value) is int
+def _diagnose_required(obj: dict) -> Reject:
+    """Slow path: the first problem among the required fields, in a fixed order."""
+    for name, hi in (("event_id", 128), ("app_id", 256), ("user_id", 256)):
+        rejected = _check_str(obj, name, hi)
+        if rejected is not None:
+            return rejected
+    ts = obj.get("ts")
+    if ts is None:
+        return Reject(MISSING_FIELD, "ts is required")
+    if type(ts) is not int or ts <= 0:
+        return Reject(BAD_FIELD, "ts must be a positive integer (epoch ms)")
+    etype = obj.get("type")
+    if etype is None:
+        return Reject(MISSING_FIELD, "type is required")
+    if type(etype) is not str:
+        return Reject(BAD_FIELD, "type must be a string")
+    if etype not in EVENT_TYPES:
+        return Reject(UNKNOWN_TYPE, f"unknown event type {etype[:64]!r}")
+    rejected = _check_str(obj, "channel", 64)
+    if rejected is not None:
+        return rejected
+    raise AssertionError("required fields are valid")  # pragma: no cover
 
 
 def _variables(raw) -> list[Variable] | Reject:
@@ -70,7 +92,7 @@ def _variables(raw) -> list[Variable] | Reject:
         if type(name) is not str or not 1 <= len(name) <= 256:
             return Reject(BAD_FIELD, "variable name must be a string of 1..256 characters")
         ttl = item.get("ttl_s")
-        if ttl is not None and (not _is_int(ttl) or ttl <= 0):
+        if ttl is not None and (type(ttl) is not int or ttl <= 0):
             return Reject(BAD_FIELD, "variable ttl_s must be a positive integer")
         delete = item.get("delete", False)
         if type(delete) is not bool:
@@ -112,70 +134,66 @@ def decode_event(key: bytes | None, value: bytes | None, now_ms: int,
                  max_bytes: int = DEFAULT_MAX_BYTES,
                  future_skew_ms: int = DEFAULT_FUTURE_SKEW_MS) -> Event | Reject:
     """R20: a validated event, or why not. ``now_ms`` is the worker's wall clock, used
-    only for the future-skew check."""
+    only for the future-skew check. The common case is one pass of type checks; the
+    precise reason is worked out only for records that fail them."""
     if value is None:
         return Reject(NOT_JSON, "record has no value")
     if len(value) + (len(key) if key else 0) > max_bytes:
         return Reject(TOO_LARGE, f"record is larger than {max_bytes} bytes")
     try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError as err:
+        obj = _loads(value)
+    except _JSONDecodeError as err:
         return Reject(NOT_JSON, f"not UTF-8 JSON: {str(err)[:120]}")
     if type(obj) is not dict:
         return Reject(NOT_OBJECT, "event must be a JSON object")
 
-    event_id = _str(obj, "event_id", 1, 128)
-    if type(event_id) is Reject:
-        return event_id
-    app_id = _str(obj, "app_id", 1, 256)
-    if type(app_id) is Reject:
-        return app_id
-    user_id = _str(obj, "user_id", 1, 256)
-    if type(user_id) is Reject:
-        return user_id
-    ts = obj.get("ts")
-    if ts is None:
-        return Reject(MISSING_FIELD, "ts is required")
-    if not _is_int(ts) or ts <= 0:
-        return Reject(BAD_FIELD, "ts must be a positive integer (epoch ms)")
-    etype = obj.get("type")
-    if etype is None:
-        return Reject(MISSING_FIELD, "type is required")
-    if type(etype) is not str:
-        return Reject(BAD_FIELD, "type must be a string")
-    if etype not in EVENT_TYPES:
-        return Reject(UNKNOWN_TYPE, f"unknown event type {etype[:64]!r}")
-    channel = _str(obj, "channel", 1, 64)
-    if type(channel) is Reject:
-        return channel
+    get = obj.get
+    event_id = get("event_id")
+    app_id = get("app_id")
+    user_id = get("user_id")
+    ts = get("ts")
+    etype = get("type")
+    channel = get("channel")
+    if not (type(event_id) is str and 0 < len(event_id) <= 128
+            and type(app_id) is str and 0 < len(app_id) <= 256
+            and type(user_id) is str and 0 < len(user_id) <= 256
+            and type(ts) is int and ts > 0
+            and type(etype) is str and etype in EVENT_TYPES
+            and type(channel) is str and 0 < len(channel) <= 64):
+        return _diagnose_required(obj)
 
-    developer = obj.get("developer", False)
+    developer = get("developer", False)
     if type(developer) is not bool:
         return Reject(BAD_FIELD, "developer must be a boolean")
-    intent = obj.get("intent")
-    if intent is not None and type(intent) is not str:
-        return Reject(BAD_FIELD, "intent must be a string or null")
-    input_valid = obj.get("input_valid", True)
-    if type(input_valid) is not bool:
-        return Reject(BAD_FIELD, "input_valid must be a boolean")
-
-    expected_key = f"{app_id}:{user_id}"
-    if key is None or key != expected_key.encode():
+    text_key = f"{app_id}:{user_id}"
+    if key is None or key != text_key.encode():
         return Reject(KEY_MISMATCH, "record key does not match app_id:user_id")
     if ts > now_ms + future_skew_ms:
         return Reject(BAD_FIELD, f"ts is more than {future_skew_ms} ms ahead of the worker clock")
 
     ev = Event(event_id, _intern(app_id), user_id, ts, _intern(etype), _intern(channel),
-               developer, intent, input_valid, key=expected_key)
-    if etype == "on_connect":
-        action = obj.get("action")
-        if action is None:
-            return Reject(MISSING_FIELD, "action is required for on_connect")
-        if action not in ON_CONNECT_ACTIONS:
-            return Reject(BAD_FIELD, "action must be run_script, run_message or trigger_dialog")
-        ev.action = action
+               developer, text_key)
+    if etype == "user_message" or etype == "on_connect":
+        intent = get("intent")
+        if intent is not None:
+            if type(intent) is not str:
+                return Reject(BAD_FIELD, "intent must be a string or null")
+            ev.intent = intent
+        if etype == "user_message":
+            input_valid = get("input_valid", True)
+            if type(input_valid) is not bool:
+                return Reject(BAD_FIELD, "input_valid must be a boolean")
+            if not input_valid:
+                ev.input_valid = False
+        else:
+            action = get("action")
+            if action is None:
+                return Reject(MISSING_FIELD, "action is required for on_connect")
+            if action not in ON_CONNECT_ACTIONS:
+                return Reject(BAD_FIELD, "action must be run_script, run_message or trigger_dialog")
+            ev.action = action
     elif etype == "auth":
-        profile = obj.get("auth_profile")
+        profile = get("auth_profile")
         if profile is None:
             return Reject(MISSING_FIELD, "auth_profile is required for auth")
         if type(profile) is not str or not profile:

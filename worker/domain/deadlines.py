@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import heapq
 
+_INF = float("inf")
+
 
 class DeadlineIndex:
     __slots__ = ("_due", "_heap")
@@ -23,15 +25,20 @@ class DeadlineIndex:
     def get(self, key: str) -> int | None:
         return self._due.get(key)
 
+    def min_due(self) -> float:
+        """A lower bound of the smallest due time (stale entries included); inf if none."""
+        return self._heap[0][0] if self._heap else _INF
+
     def set(self, key: str, due: int | None) -> None:
+        due_of = self._due
         if due is None:
-            self._due.pop(key, None)
+            due_of.pop(key, None)
             return
-        if self._due.get(key) == due:
+        if due_of.get(key) == due:
             return
-        self._due[key] = due
+        due_of[key] = due
         heapq.heappush(self._heap, (due, key))
-        if len(self._heap) > 2 * len(self._due) + 1024:
+        if len(self._heap) > 2 * len(due_of) + 1024:
             self._heap = [(d, k) for k, d in self._due.items()]
             heapq.heapify(self._heap)
 

@@ -19,7 +19,6 @@ CONTROL_TYPES = frozenset({REFRESH, CONTEXT})
 EVENT_TYPES = USER_TYPES | AGENT_TYPES | CONTROL_TYPES
 ON_CONNECT_ACTIONS = frozenset({"run_script", "run_message", "trigger_dialog"})
 
-ABSENT = None  # optional context fields that were not sent
 
 
 class Variable:
@@ -42,21 +41,27 @@ class Variable:
 class Event:
     """A validated conversation event. ``key`` is ``app_id + ":" + user_id``.
 
-    ``has_dialog`` tells a context event that sets ``dialog: null`` (clear) apart from one
-    that does not mention the dialog at all.
+    Optional fields default to class attributes, so the codec only sets what a record
+    carries. ``has_dialog`` tells a context event that sets ``dialog: null`` (clear)
+    apart from one that does not mention the dialog at all.
     """
 
-    __slots__ = ("event_id", "app_id", "user_id", "ts", "type", "channel", "developer",
-                 "intent", "input_valid", "action", "auth_profile", "has_dialog", "dialog",
-                 "tags", "sentiment", "variables", "key")
+    intent: str | None = None
+    input_valid: bool = True
+    action: str | None = None
+    auth_profile: str | None = None
+    has_dialog: bool = False
+    dialog: dict | None = None
+    tags: list | None = None
+    sentiment: dict | None = None
+    variables: list | None = None
+
+    OPTIONAL = frozenset({"intent", "input_valid", "action", "auth_profile", "has_dialog",
+                          "dialog", "tags", "sentiment", "variables"})
 
     def __init__(self, event_id: str, app_id: str, user_id: str, ts: int, type: str,
-                 channel: str, developer: bool = False, intent: str | None = None,
-                 input_valid: bool = True, action: str | None = None,
-                 auth_profile: str | None = None, has_dialog: bool = False,
-                 dialog: dict | None = None, tags: list | None = None,
-                 sentiment: dict | None = None, variables: list | None = None,
-                 key: str | None = None) -> None:
+                 channel: str, developer: bool = False, key: str | None = None,
+                 **optional) -> None:
         self.event_id = event_id
         self.app_id = app_id
         self.user_id = user_id
@@ -64,16 +69,14 @@ class Event:
         self.type = type
         self.channel = channel
         self.developer = developer
-        self.intent = intent
-        self.input_valid = input_valid
-        self.action = action
-        self.auth_profile = auth_profile
-        self.has_dialog = has_dialog
-        self.dialog = dialog
-        self.tags = tags
-        self.sentiment = sentiment
-        self.variables = variables
         self.key = key if key is not None else f"{app_id}:{user_id}"
+        if optional:
+            unknown = optional.keys() - self.OPTIONAL
+            if unknown:
+                raise TypeError(f"unknown event fields {sorted(unknown)}")
+            if "dialog" in optional and "has_dialog" not in optional:
+                optional["has_dialog"] = True
+            self.__dict__.update(optional)
 
     def __repr__(self) -> str:
         return f"Event({self.type} {self.key} ts={self.ts} id={self.event_id!r})"

@@ -8,9 +8,9 @@ from __future__ import annotations
 from .closing import (EXPIRED, INACTIVITY, INVALID_INPUT, NEW_INTENT, REFRESH as R_REFRESH,
                       close_session)
 from .config import CoreConfig
-from .events import (AGENT_TYPES, AUTH, CONTEXT, DISCARD, DISCARD_ALL, ON_CONNECT, REFRESH,
+from .events import (AGENT_MESSAGE, AGENT_TYPES, AUTH, CONTEXT, DISCARD, DISCARD_ALL, ON_CONNECT, REFRESH,
                      USER_MESSAGE, USER_TYPES, Event)
-from .ids import seen_add, session_id_bytes, session_id_text
+from .ids import DIGEST_SIZE, seen_add, session_id_bytes, session_id_text
 from .outputs import OPENED, UPGRADED, Output, opened, upgraded
 from .settings import LEGACY, PROACTIVE, AppSettings
 from .state import KeyState
@@ -148,6 +148,42 @@ def _apply_activity(st: KeyState, ev: Event, cfg: CoreConfig, stats: dict) -> No
             st.activity = ev.ts
         if etype == ON_CONNECT and ev.action == "trigger_dialog" and ev.intent is not None:
             st.intent = ev.intent
+
+
+def fast_activity(st: KeyState, ev: Event, digest: bytes, s: AppSettings,
+                  cfg: CoreConfig) -> bool:
+    """The common case in one step: a user or agent message in an open session that
+    neither closes nor upgrades it (R3, R9). Returns False, changing nothing, for
+    anything else; ``apply_event`` then applies the full rules."""
+    etype = ev.type
+    ts = ev.ts
+    mode = s.mode
+    if ts >= st.activity + s.inactivity_ms:
+        if mode == PROACTIVE or etype != AGENT_MESSAGE or mode == LEGACY:
+            return False           # R6/R7/R8 decide; R18 expiry is checked below
+        if ts >= st.activity + cfg.retention_ms:
+            return False
+    if len(st.seen) >= cfg.limits.event_ids * DIGEST_SIZE:
+        return False               # let apply_event count the dropped id (R25)
+    if etype == USER_MESSAGE:
+        if not st.interactive:
+            return False           # R2 upgrade
+        st.user_events += 1
+        st.user_channel = ev.channel
+        if ts > st.activity:
+            st.activity = ts
+        if ev.intent is not None:
+            st.intent = ev.intent
+    elif etype == AGENT_MESSAGE:
+        st.agent_events += 1
+        if not st.interactive and ts > st.activity:
+            st.activity = ts
+    else:
+        return False
+    st.seen += digest
+    if ts > st.last_ts:
+        st.last_ts = ts
+    return True
 
 
 def apply_event(st: KeyState | None, ev: Event, digest: bytes, s: AppSettings,

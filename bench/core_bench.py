@@ -1,0 +1,116 @@
+"""``make bench-core``: codec + core throughput without Kafka (issue 2).
+
+Pre-encodes N synthetic events to Kafka-like (key, value) bytes, then times
+decode_event + PartitionSessions.on_event + output encoding on one core. Reports
+events/s (median of runs) and the memory and wire bytes of state per open session.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+
+import orjson
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.synthetic import APPS, events  # noqa: E402
+from worker.codec import Reject, decode_event, decode_settings, encode  # noqa: E402
+from worker.domain import CoreConfig, PartitionSessions, SettingsBook  # noqa: E402
+from worker.domain.state import to_wire  # noqa: E402
+
+
+def build(n: int, users: int) -> list[tuple[bytes, bytes]]:
+    return [(f"{e['app_id']}:{e['user_id']}".encode(), orjson.dumps(e)) for e in events(n, users)]
+
+
+def fresh() -> tuple[CoreConfig, PartitionSessions]:
+    cfg = CoreConfig()
+    book = SettingsBook()
+    for app, s in APPS:
+        _, settings = decode_settings(app.encode(), orjson.dumps(s), cfg)
+        book.put(app, settings)
+    return cfg, PartitionSessions(cfg, book)
+
+
+def run(records, part: PartitionSessions, now: int) -> tuple[int, int]:
+    outs = 0
+    dumps = encode
+    on_event = part.on_event
+    for key, value in records:
+        ev = decode_event(key, value, now)
+        if type(ev) is Reject:
+            continue
+        for _topic, _key, out in on_event(ev):
+            dumps(out)
+            outs += 1
+    return outs, len(records)
+
+
+def open_sessions(part: PartitionSessions) -> int:
+    return sum(1 for st in part.states.values() if st.sid is not None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", default="bench/results/core.json")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    records = build(args.events, args.users)
+    avg_bytes = sum(len(v) for _, v in records) / len(records)
+    print(f"built {len(records):,} events ({avg_bytes:.0f} B avg) in {time.perf_counter() - t0:.1f}s")
+    now = int(time.time() * 1000)
+
+    rates, outs = [], 0
+    for i in range(args.runs):
+        _, part = fresh()
+        gc.collect()
+        t = time.perf_counter()
+        outs, n = run(records, part, now)
+        dt = time.perf_counter() - t
+        rates.append(n / dt)
+        print(f"run {i + 1}: {n / dt:,.0f} events/s ({outs:,} outputs, {open_sessions(part):,} open)")
+
+    # Memory: trace a fresh run, then attribute what the partition holds to its open sessions.
+    _, part = fresh()
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    run(records, part, now)
+    del_outputs = None  # outputs were discarded in run(); what remains is state
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    n_open = open_sessions(part)
+    n_keys = len(part.states)
+    wire = [len(orjson.dumps(to_wire(st))) for st in part.states.values() if st.sid is not None]
+    result = {
+        "events": len(records), "users": args.users, "avg_event_bytes": round(avg_bytes),
+        "runs": [round(r) for r in rates], "median_events_per_s": round(statistics.median(rates)),
+        "outputs": outs, "open_sessions": n_open, "keys_with_state": n_keys,
+        "memory_bytes_per_key": round(held / max(1, n_keys)),
+        "memory_bytes_per_open_session": round(held / max(1, n_open)),
+        "wire_bytes_per_open_session_median": round(statistics.median(wire)) if wire else 0,
+        "python": sys.version.split()[0],
+    }
+    del del_outputs
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as fh:
+        json.dump(result, fh, indent=2)
+    print(json.dumps(result, indent=2))
+    floor, goal = 150_000, 250_000
+    med = result["median_events_per_s"]
+    print(f"median {med:,} events/s — floor {floor:,}: {'met' if med >= floor else 'MISSED'}, "
+          f"goal {goal:,}: {'met' if med >= goal else 'missed'}")
+
+
+if __name__ == "__main__":
+    main()
