@@ -1,0 +1,41 @@
+# conversation-sessions — the two commands: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON_BIN ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+include deploy/kafka-local/kafka.mk
+
+.PHONY: help install run test test-unit test-integration bench-core bench chaos clean
+
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e '.[test,rocksdb]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the pinned project
+
+run: install ## worker + local broker + demo traffic, lifecycle events printed live (Ctrl-C stops)
+	$(PY) deploy/demo.py
+
+test: install ## every test against a local broker started and stopped here
+	@set -o pipefail; status=0; \
+	$(MAKE) --no-print-directory kafka-up || exit $$?; \
+	$(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(MAKE) --no-print-directory kafka-down || true; \
+	exit $$status
+
+test-unit: install ## unit and property tests only (no broker)
+	$(PY) -m pytest tests/unit tests/property $(PYTEST_ARGS)
+
+bench-core: install ## 1M synthetic events through codec + core, no Kafka
+	$(PY) bench/core_bench.py
+
+clean: ## remove the virtualenv and caches (the Kafka jar cache is kept)
+	rm -rf $(VENV) .pytest_cache .hypothesis
