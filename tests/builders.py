@@ -177,7 +177,7 @@ class Run:
 def check_outputs(outs) -> None:
     """Every output record is valid for its topic's JSON Schema (CONTRACT.md)."""
     for topic, key, value in outs:
-        assert isinstance(key, str) and key
+        assert isinstance(key, str) and (key or topic == DEAD_LETTER)
         validate_output(topic, value)
 
 
@@ -213,3 +213,62 @@ __all__ = ["SEC", "MIN", "HOUR", "DAY", "T0", "INACTIVITY", "LATENESS", "RETENTI
            "APP", "USER", "KEY", "ev", "raw", "settings_value", "SetSettings", "Until", "Run",
            "run", "check_outputs", "encode_outputs", "only", "OPENED", "CLOSED", "UPGRADED",
            "NOTIFICATION", "DEAD_LETTER", "split_key"]
+
+
+# --- driving the Replayer (codec + core), like the worker's per-record path ----------------
+
+NOW = T0 + DAY                  # the replayer's wall clock (R20 future-skew check only)
+EVENTS = "conversation-events"
+SETTINGS = "session-settings"
+
+
+def _bytes(x) -> bytes | None:
+    if x is None or isinstance(x, bytes):
+        return x
+    if isinstance(x, str):
+        return x.encode()
+    return orjson.dumps(x)
+
+
+@dataclass
+class ReplayRun:
+    """A ``worker.replay.Replayer`` fed record by record; outputs are schema-checked."""
+    rp: object
+    outs: list = field(default_factory=list)
+
+    @property
+    def part(self) -> PartitionSessions:
+        return self.rp.part
+
+    @property
+    def topics(self) -> list[str]:
+        return [t for t, _, _ in self.outs]
+
+    def values(self, topic: str) -> list[dict]:
+        return [v for t, _, v in self.outs if t == topic]
+
+    def event(self, value, key: str | bytes | None = "auto") -> list:
+        """Feed a conversation-events record; ``value`` is a dict (JSON-encoded) or raw bytes."""
+        if key == "auto":
+            key = f"{value['app_id']}:{value['user_id']}"
+        return self.record(EVENTS, key, value)
+
+    def settings(self, app_id: str, value) -> list:
+        return self.record(SETTINGS, app_id, value)
+
+    def record(self, topic: str, key, value) -> list:
+        new = self.rp.record(topic, _bytes(key), _bytes(value))
+        check_outputs(new)
+        self.outs += new
+        return new
+
+    def until(self, ts: int) -> list:
+        new = self.rp.until(ts)
+        check_outputs(new)
+        self.outs += new
+        return new
+
+
+def replayer(cfg: CoreConfig | None = None, now_ms: int = NOW, **kwargs) -> ReplayRun:
+    from worker.replay import Replayer
+    return ReplayRun(Replayer(cfg, now_ms=now_ms, **kwargs))
