@@ -1,9 +1,9 @@
 # shellcheck shell=bash disable=SC2034
 # Sourced by the kafka-local scripts: every env var they honour, with its default.
-KAFKA_LOCAL_HOME=${KAFKA_LOCAL_HOME:-$HOME/.cache/conversation-sessions/kafka}
+KAFKA_LOCAL_HOME=$(realpath -m "${KAFKA_LOCAL_HOME:-$HOME/.cache/conversation-sessions/kafka}")
 KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
-KAFKA_DATA_DIR=${KAFKA_DATA_DIR:-$KAFKA_LOCAL_HOME/data-$KAFKA_PORT}
+KAFKA_DATA_DIR=$(realpath -m "${KAFKA_DATA_DIR:-$KAFKA_LOCAL_HOME/data-$KAFKA_PORT}")
 KAFKA_HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g}
 KAFKA_OPTS=${KAFKA_OPTS:-}
 KAFKA_READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-90}

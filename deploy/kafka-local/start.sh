@@ -5,14 +5,21 @@ set -euo pipefail
 # shellcheck source=env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-[[ ${1:-} == --fresh ]] && KAFKA_FRESH=1
+case ${1:-} in
+  --fresh) KAFKA_FRESH=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--fresh]" >&2 && exit 2 ;;
+esac
 wait_ready() { "$KAFKA_PYTHON" "$kafka_here/wait_ready.py" "127.0.0.1:$KAFKA_PORT" "$@"; }
 
 if pid=$(kafka_pid); then
   if [[ $KAFKA_FRESH == 1 ]]; then
     "$kafka_here/stop.sh"
   else
-    wait_ready --pid "$pid" --timeout "$KAFKA_READY_TIMEOUT" --quiet
+    if ! wait_ready --pid "$pid" --timeout "$KAFKA_READY_TIMEOUT" --quiet; then
+      echo "kafka-local: pid $pid is up but not answering; see $KAFKA_DATA_DIR/server.log" >&2
+      exit 1
+    fi
     echo "kafka-local: already running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
     exit 0
   fi

@@ -58,4 +58,8 @@ async def main():
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    try:
+        sys.exit(asyncio.run(main()))
+    except KeyboardInterrupt:
+        print("wait_ready: interrupted; a started broker keeps running (stop.sh stops it)", file=sys.stderr)
+        sys.exit(130)
