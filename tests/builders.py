@@ -55,11 +55,19 @@ def _variables(items):
 
 
 def ev(type: str, ts: int, key: str = KEY, event_id: str | None = None,
-       channel: str = "web", **fields) -> Event:
+       channel: str = "web", app_id: str | None = None, user_id: str | None = None,
+       **fields) -> Event:
     """A validated event. ``dialog=...`` (even ``None``) marks the dialog as sent;
     ``variables`` may be dicts ``{name, value, ttl_s?, delete?, auth_profile?}``;
-    ``on_connect`` defaults to ``action="run_message"``, ``auth`` to profile ``"P"``."""
-    app_id, user_id = split_key(key)
+    ``on_connect`` defaults to ``action="run_message"``, ``auth`` to profile ``"P"``.
+    ``app_id``/``user_id`` default to the two halves of ``key`` (split at the first ':');
+    when given, the key is ``app_id + ":" + user_id``."""
+    if app_id is not None or user_id is not None:
+        d_app, d_user = split_key(key)
+        app_id, user_id = app_id or d_app, user_id or d_user
+        key = f"{app_id}:{user_id}"
+    else:
+        app_id, user_id = split_key(key)
     if event_id is None:
         event_id = f"{type}-{ts}-{next(_ids)}"
     if type == "on_connect":
