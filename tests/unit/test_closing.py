@@ -280,3 +280,20 @@ def test_key_keeps_no_state_once_nothing_is_left_R18():
     assert r.state() is not None
     r.feed(Until(T0 + INACTIVITY + DEDUPE))
     assert r.state() is None and r.part.states == {}
+
+
+@pytest.mark.parametrize("etype", ["user_message", "agent_message"])
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast_path", "rules"])
+def test_event_at_expiry_closes_when_retention_is_shorter_than_inactivity_R18_DISCREPANCY(
+        etype, fast_path):
+    # retention (worker setting, 10 min) < inactivity (15 min), continue mode: an event at
+    # activity + retention that the clock has not yet reached (lateness) must first close
+    # the session as expired (R18 "as in R6"), then open a new one.
+    from worker.domain import CoreConfig
+    r = run([], settings={"app-1": {"mode": "continue_on_same_intent"}},
+            cfg=CoreConfig(retention_ms=10 * MIN))
+    r.part.fast_path = fast_path
+    r.feed(ev("user_message", T0, intent="A"), ev(etype, T0 + 10 * MIN, intent="A"))
+    assert r.topics == [OPENED, CLOSED, OPENED]
+    assert (r.closed[0]["reason"], r.closed[0]["closed_at"]) == ("expired", T0 + 10 * MIN)
+    assert r.opened[1]["previous_session_id"] is None
