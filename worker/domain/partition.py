@@ -51,8 +51,7 @@ class PartitionSessions:
         st = self.states.get(key)
         digest = _digest(ev.event_id.encode(), digest_size=DIGEST_SIZE).digest()
         if st is not None:
-            seen = st.seen
-            if digest in seen and seen_contains(seen, digest):
+            if st.seen.find(digest) != -1 and seen_contains(st.seen, digest):
                 self.stats["duplicates"] += 1
                 return outs
         s = self.book.get(ev.app_id)
