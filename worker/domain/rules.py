@@ -12,7 +12,7 @@ from .events import (AGENT_MESSAGE, AGENT_TYPES, AUTH, CONTEXT, DISCARD, DISCARD
                      USER_MESSAGE, USER_TYPES, Event)
 from .ids import DIGEST_SIZE, seen_add, session_id_bytes, session_id_text
 from .outputs import OPENED, UPGRADED, Output, opened, upgraded
-from .settings import LEGACY, PROACTIVE, AppSettings
+from .settings import CONTINUE_ON_SAME_INTENT, LEGACY, PROACTIVE, AppSettings
 from .state import KeyState
 
 
@@ -158,11 +158,11 @@ def fast_activity(st: KeyState, ev: Event, digest: bytes, s: AppSettings,
     etype = ev.type
     ts = ev.ts
     mode = s.mode
-    if ts >= st.activity + s.inactivity_ms:
-        if mode == PROACTIVE or etype != AGENT_MESSAGE or mode == LEGACY:
-            return False           # R6/R7/R8 decide; R18 expiry is checked below
-        if ts >= st.activity + cfg.retention_ms:
-            return False
+    if ts >= st.activity + s.inactivity_ms and (mode != CONTINUE_ON_SAME_INTENT
+                                                or etype != AGENT_MESSAGE):
+        return False               # R6/R7/R8 decide
+    if mode != PROACTIVE and ts >= st.activity + cfg.retention_ms:
+        return False               # R18 expiry
     if len(st.seen) >= cfg.limits.event_ids * DIGEST_SIZE:
         return False               # let apply_event count the dropped id (R25)
     if etype == USER_MESSAGE:
