@@ -1,0 +1,40 @@
+"""Fixtures for the integration tests: a reachable broker, per-test worker env, and
+worker processes that are always stopped at teardown."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.kafka_harness import BOOTSTRAP, WorkerProcess, broker_up, unique_env
+
+
+@pytest.fixture(scope="session")
+def kafka() -> str:
+    deadline = time.monotonic() + 120
+    while not broker_up():
+        if time.monotonic() > deadline:
+            pytest.fail(f"no Kafka broker at {BOOTSTRAP} (start it: make kafka-up)")
+        time.sleep(1)
+    return BOOTSTRAP
+
+
+@pytest.fixture
+def env(kafka, request, tmp_path) -> dict:
+    return unique_env(request.node.name[:40].replace("_", "-").lower(), tmp_path)
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """``start(env, name)`` -> a started WorkerProcess; all are killed at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(env: dict, name: str = "worker") -> WorkerProcess:
+        proc = WorkerProcess(env, tmp_path / f"{name}-{len(started)}.log").start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.proc and proc.proc.poll() is None:
+            proc.kill()

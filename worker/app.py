@@ -1,0 +1,190 @@
+"""``python -m worker run``: the Faust wiring of the live worker.
+
+Faust mechanisms used, and why:
+
+- **Table + changelog** (``sessions``): per-key ``KeyState`` and one clock per events
+  partition, restored by Faust on start and on rebalance (``worker.state_table``).
+- **Recovery callback** (``Table.on_recover``, run from ``on_recovery_completed``
+  before the stream resumes): rebuilds the ``PartitionSessions`` (deadline index) of
+  newly assigned partitions from the table (``worker.partitions``).
+- **Rebalance signal** (``app.on_partitions_assigned``): drops revoked partitions at
+  once. Faust's revocation waits for every delivered record to be acknowledged, i.e.
+  for the batch in flight to finish, so nothing is processed for a dropped partition.
+- **``stream.take_events(BATCH_MAX, within=BATCH_WITHIN_MS)``**: the batched hot path
+  (``worker.processor``); records are acknowledged only after the batch returned.
+- **Ticks** (internal topic ``<app id>-ticks``, co-partitioned with the events): a timer
+  produces one small record per owned partition every TICK_INTERVAL_MS while that
+  partition has pending deadlines. The same agent consumes them, so clock-driven closes
+  run inside the stream like every other state change — never concurrently with a
+  batch, and never while Faust is rebalancing or recovering (the stream is paused then).
+- **High-water marks** (``consumer.highwater``): the caught-up test of R10
+  (``worker.clock``).
+- Settings come from a group-less reader of the whole settings topic
+  (``worker.settings_feed``); their dead letters from the ``settings-dlq`` agent.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import faust
+
+from .clock import WallClock
+from .codec import Reject, decode_settings
+from .domain import SettingsBook
+from .partitions import PartitionRegistry
+from .processor import BatchProcessor, fatal, finish_batch
+from .publisher import Publisher, delivered
+from .settings_env import WorkerSettings, settings_from_env
+from .settings_feed import SettingsFeed
+from .state_table import StateTable
+from .topics import ensure_topics
+
+log = logging.getLogger("worker")
+
+TABLE_NAME = "sessions"
+
+
+class Worker:
+    """Everything the Faust app needs, built once per process."""
+
+    def __init__(self, ws: WorkerSettings, events_partitions: int, feed: SettingsFeed,
+                 book: SettingsBook) -> None:
+        self.ws = ws
+        self.feed = feed
+        rocksdb = ws.store.startswith("rocksdb:")
+        self.app = app = faust.App(
+            ws.app_id,
+            broker=[f"kafka://{host.strip()}" for host in ws.bootstrap.split(",")],
+            store=ws.store,
+            datadir=ws.state_dir,
+            env_prefix="FAUST",          # so that e.g. TOPIC_PARTITIONS is ours, not Faust's
+            autodiscover=False,
+            web_enabled=ws.web_port > 0,
+            web_port=ws.web_port or 6066,
+            topic_partitions=events_partitions,
+            topic_replication_factor=ws.replication,
+            topic_disable_leader=True,
+            table_standby_replicas=0,
+            stream_recovery_delay=0.5,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            stream_wait_empty=True,
+        )
+        self.table = app.Table(
+            TABLE_NAME, partitions=events_partitions, key_type=bytes, value_type=bytes,
+            options={"driver": "rocksdict"} if rocksdb else None)
+        self.state = StateTable(self.table)
+        self.registry = PartitionRegistry(ws.core, book, self.state)
+        self.publisher = Publisher(app, ws)
+        self.clock = WallClock(app, ws.topic_events, ws.core.lateness_ms)
+        self.processor = BatchProcessor(ws, self.registry, self.state, self.publisher,
+                                        self.clock, feed)
+        raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw",
+                   value_serializer="raw")
+        self.source = app.topic(ws.topic_events, ws.topic_ticks, **raw)
+        self.ticks = app.topic(ws.topic_ticks, **raw)
+        self.settings_topic = app.topic(ws.topic_settings, **raw)
+        self._wire()
+
+    # -- wiring --------------------------------------------------------------------------
+    def _wire(self) -> None:
+        app, ws = self.app, self.ws
+        self.table.on_recover(self.on_recovered)
+        app.on_partitions_assigned.connect(self.on_assigned)
+        app.agent(self.source, name="sessions", concurrency=1)(self.sessions_agent)
+        app.agent(self.settings_topic, name="settings-dlq", concurrency=1)(self.settings_agent)
+        app.timer(ws.tick_interval_ms / 1000.0, name="ticks")(self.send_ticks)
+        app.task(self.feed.tail)
+        app.timer(60.0, name="stats-log")(self.log_stats)
+        if ws.web_port > 0:
+            app.page("/stats")(self.stats_page)
+
+    def _events_partitions(self, tps) -> set[int]:
+        return {tp.partition for tp in tps if tp.topic == self.ws.topic_events}
+
+    async def on_assigned(self, sender, assigned, **kwargs) -> None:
+        self.registry.retain(self._events_partitions(assigned))
+
+    async def on_recovered(self) -> None:
+        # Faust runs recovery callbacks under asyncio.wait(), which swallows exceptions:
+        # a failed rebuild must stop the worker instead of letting it run on without state.
+        try:
+            assigned = self._events_partitions(self.app.assignor.assigned_actives())
+            loaded = self.registry.rebuild(assigned)
+            self.clock.progress.reset()
+            log.info("recovered: own events partitions %s (loaded %s)",
+                     sorted(assigned), sorted(loaded))
+        except BaseException as exc:
+            fatal(f"state rebuild after recovery failed: {exc!r}", exc)
+
+    async def sessions_agent(self, stream) -> None:
+        within = self.ws.batch_within_ms / 1000.0
+        async for batch in stream.take_events(self.ws.batch_max, within=within):
+            await finish_batch(self.processor.handle(batch))
+
+    async def settings_agent(self, stream) -> None:
+        """Dead-letters invalid settings records (R19) once per consumer group."""
+        ws = self.ws
+        async for event in stream.events():
+            msg = event.message
+            decoded = decode_settings(msg.key, msg.value, ws.core,
+                                      self.registry.book.default, ws.max_record_bytes)
+            if type(decoded) is Reject:
+                await delivered([self.publisher.dead_letter(
+                    decoded, msg.topic, msg.partition, msg.offset, msg.key, msg.value)])
+
+    async def send_ticks(self) -> None:
+        """Wake the agent for partitions with something due by the wall clock (R6, R10),
+        and once for queued settings changes (R19). ``min_due`` is a lower bound (the
+        heap may hold stale entries), so a tick can be spurious, never missing."""
+        if self.app.rebalancing:
+            return
+        horizon = self.clock.clock() - self.ws.core.lateness_ms
+        need_settings = self.feed.has_pending()
+        for partition, part in list(self.registry.items()):
+            if part.index.min_due() <= horizon or need_settings:
+                self.ticks.send_soon(key=None, value=b"", partition=partition)
+                need_settings = False
+
+    # -- observability -------------------------------------------------------------------
+    def stats(self) -> dict:
+        return {
+            "worker": dict(self.processor.counts),
+            "outputs": dict(self.publisher.counts),
+            "sessions": self.registry.stats(),
+            "settings": dict(self.feed.counts),
+            "partitions": sorted(p for p, _ in self.registry.items()),
+        }
+
+    async def log_stats(self) -> None:
+        log.info("stats %s", self.stats())
+
+    async def stats_page(self, web, request):
+        return web.json(self.stats())
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv:
+        print("usage: python -m worker run   (configured by environment variables)")
+        return 2
+    ws = settings_from_env()
+    _configure_logging(ws.log_level)
+    os.makedirs(ws.state_dir, exist_ok=True)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    partitions = loop.run_until_complete(ensure_topics(ws))
+    book = SettingsBook(ws.default_settings)
+    feed = SettingsFeed(ws.bootstrap, ws.topic_settings, partitions[ws.topic_settings],
+                        ws.core, book, ws.max_record_bytes)
+    loop.run_until_complete(feed.load())
+    worker = Worker(ws, partitions[ws.topic_events], feed, book)
+    faust.Worker(worker.app, loop=loop, loglevel=ws.log_level,
+                 redirect_stdouts=False).execute_from_commandline()
+    return 0

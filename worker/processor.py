@@ -1,0 +1,140 @@
+"""The hot path: one batch of Kafka records in, outputs and state writes out.
+
+A batch (from ``take_events``) mixes records of every assigned partition of the events
+topic and of the co-partitioned ticks topic. For each batch, in this order:
+
+1. settings changes queued by the settings feed are applied (R19, "at once");
+2. each events record is decoded (R20 rejects -> dead letter) and handed to its
+   partition's ``PartitionSessions`` (stream time, closes, the event itself: R10, R1-R21);
+3. every partition that had a record (event or tick) advances its clock to the wall
+   clock minus lateness, but only while it is caught up (R10, ``worker.clock``);
+4. all outputs and dead letters are sent, and *awaited* (acks=all);
+5. only then are the changed keys and moved clocks written to the table (changelog),
+   and awaited too; the batch's records are acknowledged after we return, so Faust
+   commits their offsets only after outputs and state are durable (at-least-once; a
+   re-delivered event is a duplicate of the restored state and emits nothing, R21).
+
+Nothing here awaits per record: two awaits per batch (outputs, then state).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections import Counter
+
+from .clock import WallClock
+from .codec import Reject, decode_event
+from .partitions import PartitionRegistry
+from .publisher import Publisher, delivered
+from .settings_env import WorkerSettings
+from .settings_feed import SettingsFeed
+from .state_table import StateTable
+
+log = logging.getLogger(__name__)
+
+EXIT_BATCH_FAILED = 70
+
+
+class BatchProcessor:
+    def __init__(self, ws: WorkerSettings, registry: PartitionRegistry, table: StateTable,
+                 publisher: Publisher, clock: WallClock, feed: SettingsFeed) -> None:
+        self.events_topic = ws.topic_events
+        self.max_bytes = ws.max_record_bytes
+        self.future_skew_ms = ws.future_skew_ms
+        self.registry = registry
+        self.table = table
+        self.publisher = publisher
+        self.clock = clock
+        self.feed = feed
+        self.counts: Counter[str] = Counter()
+
+    async def handle(self, batch) -> None:
+        registry = self.registry
+        now = self.clock.clock()
+        outs: list = []
+        sends: list = []
+
+        for app_id, settings in self.feed.drain():                       # 1
+            registry.book.put(app_id, settings)
+            outs.extend(registry.on_settings_changed(app_id))
+            self.counts["settings_changes"] += 1
+
+        seen: set[int] = set()
+        events_topic = self.events_topic
+        progress = self.clock.progress
+        for event in batch:                                              # 2
+            msg = event.message
+            partition = msg.partition
+            seen.add(partition)
+            if msg.topic != events_topic:
+                self.counts["ticks"] += 1
+                continue
+            part = registry.get(partition)
+            progress.handled(partition, msg.offset)
+            decoded = decode_event(msg.key, msg.value, now, self.max_bytes,
+                                   self.future_skew_ms)
+            if type(decoded) is Reject:
+                sends.append(self.publisher.dead_letter(
+                    decoded, msg.topic, partition, msg.offset, msg.key, msg.value))
+                continue
+            self.counts["events"] += 1
+            outs.extend(part.on_event(decoded))
+
+        for partition in sorted(seen):                                   # 3
+            if partition not in registry:     # a late tick for a partition given away
+                continue
+            watermark = await self.clock.watermark(partition)
+            if watermark is not None:
+                outs.extend(registry.get(partition).advance_to(watermark))
+
+        sends.extend(self.publisher.publish(outs))                       # 4
+        await delivered(sends)
+
+        writes = []                                                      # 5
+        for partition, (dirty, clock) in registry.collect_writes().items():
+            writes.extend(self.table.write(partition, dirty, clock))
+            self.counts["state_writes"] += len(dirty)
+        await delivered(writes)
+        self.counts["batches"] += 1
+
+
+def fatal(message: str, exc: BaseException | None = None) -> None:
+    """Stop the process *now*, without committing anything.
+
+    Continuing after a failed batch is not safe with Faust: ``take_events`` acknowledges
+    the batch in its ``finally`` even when the body raised, and an agent error makes the
+    consumer commit (``Consumer.on_task_error``), so the failed records would be skipped.
+    Exiting without a commit makes them be processed again after the restart.
+    """
+    log.critical(message, exc_info=exc)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_BATCH_FAILED)
+
+
+async def finish_batch(coro) -> None:
+    """Run one batch to completion even if the agent is cancelled meanwhile.
+
+    Faust cancels agent actors when it stops them; a batch cut in half would have sent
+    outputs without writing their state. So the batch runs in its own task; a
+    cancellation of the agent waits for it and is re-raised afterwards.
+    """
+    task = asyncio.ensure_future(coro)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+        except BaseException:
+            break
+    if task.cancelled():
+        fatal("batch task was cancelled")
+    exc = task.exception()
+    if exc is not None:
+        fatal(f"batch failed: {exc!r}", exc)
+    if cancelled:
+        raise asyncio.CancelledError()

@@ -1,0 +1,110 @@
+"""The live worker's configuration, read once from environment variables.
+
+Core (session-rule) settings come from ``worker.config.core_config_from_env`` (lateness,
+retention, dedupe window, billing block, inactivity bounds, LIMIT_*); this module adds
+what only the Kafka worker needs: broker, topic names, store, batching and ticks.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .codec import DEFAULT_FUTURE_SKEW_MS, DEFAULT_MAX_BYTES
+from .config import _int, core_config_from_env
+from .domain.config import CoreConfig
+from .domain.outputs import CLOSED, DEAD_LETTER, NOTIFICATION, OPENED, UPGRADED
+from .domain.settings import AppSettings, SettingsError, parse_settings
+
+EVENTS = "conversation-events"
+SETTINGS = "session-settings"
+
+
+def _str(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    return default if raw is None or raw == "" else raw
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    bootstrap: str
+    app_id: str                 # faust app id = consumer group id = prefix of internal topics
+    topic_events: str
+    topic_settings: str
+    output_topics: dict         # default output topic name (domain) -> configured name
+    partitions: int
+    replication: int
+    store: str
+    state_dir: str
+    future_skew_ms: int
+    max_record_bytes: int
+    web_port: int               # 0 disables the web server
+    tick_interval_ms: int
+    batch_max: int
+    batch_within_ms: int
+    log_level: str
+    core: CoreConfig
+    default_settings: AppSettings
+
+    @property
+    def topic_ticks(self) -> str:
+        """Internal topic of clock ticks, co-partitioned with the events topic."""
+        return f"{self.app_id}-ticks"
+
+    @property
+    def topic_dlq(self) -> str:
+        return self.output_topics[DEAD_LETTER]
+
+
+def default_settings_from_env(cfg: CoreConfig) -> AppSettings:
+    """The settings of apps that have no settings record (DEFAULT_MODE,
+    DEFAULT_INACTIVITY_MINUTES), validated like a settings record (R19)."""
+    record: dict = {"app_id": "-", "mode": _str("DEFAULT_MODE", "proactive")}
+    if os.environ.get("DEFAULT_INACTIVITY_MINUTES"):
+        record["inactivity_minutes"] = _int("DEFAULT_INACTIVITY_MINUTES", 15)
+    try:
+        return parse_settings(record, "-", cfg)
+    except SettingsError as err:
+        raise SystemExit(f"configuration error: default settings: {err}") from None
+
+
+def settings_from_env() -> WorkerSettings:
+    core = core_config_from_env()
+    outputs = {
+        OPENED: _str("TOPIC_OPENED", OPENED),
+        UPGRADED: _str("TOPIC_UPGRADED", UPGRADED),
+        CLOSED: _str("TOPIC_CLOSED", CLOSED),
+        NOTIFICATION: _str("TOPIC_NOTIFICATIONS", NOTIFICATION),
+        DEAD_LETTER: _str("TOPIC_DLQ", DEAD_LETTER),
+    }
+    ws = WorkerSettings(
+        bootstrap=_str("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+        app_id=_str("WORKER_APP_ID", "conversation-sessions"),
+        topic_events=_str("TOPIC_EVENTS", EVENTS),
+        topic_settings=_str("TOPIC_SETTINGS", SETTINGS),
+        output_topics=outputs,
+        partitions=_int("TOPIC_PARTITIONS", 8),
+        replication=_int("TOPIC_REPLICATION_FACTOR", 1),
+        store=_str("STORE", "memory://"),
+        state_dir=_str("STATE_DIR", "var/state"),
+        future_skew_ms=_int("FUTURE_SKEW_MS", DEFAULT_FUTURE_SKEW_MS),
+        max_record_bytes=_int("MAX_RECORD_BYTES", DEFAULT_MAX_BYTES),
+        web_port=_int("WEB_PORT", 6066),
+        tick_interval_ms=_int("TICK_INTERVAL_MS", 500),
+        batch_max=_int("BATCH_MAX", 1000),
+        batch_within_ms=_int("BATCH_WITHIN_MS", 50),
+        log_level=_str("LOG_LEVEL", "info").lower(),
+        core=core,
+        default_settings=default_settings_from_env(core),
+    )
+    problems = []
+    if ws.partitions < 1 or ws.replication < 1:
+        problems.append("TOPIC_PARTITIONS and TOPIC_REPLICATION_FACTOR must be >= 1")
+    if ws.tick_interval_ms < 10 or ws.batch_max < 1 or ws.batch_within_ms < 1:
+        problems.append("TICK_INTERVAL_MS >= 10, BATCH_MAX >= 1, BATCH_WITHIN_MS >= 1")
+    if not ws.store.startswith(("memory://", "rocksdb://")):
+        problems.append("STORE must be memory:// or rocksdb://")
+    if ws.topic_events == ws.topic_settings or len(set(outputs.values())) != len(outputs):
+        problems.append("topic names must be distinct")
+    if problems:
+        raise SystemExit("configuration error: " + "; ".join(problems))
+    return ws
