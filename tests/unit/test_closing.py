@@ -284,7 +284,7 @@ def test_key_keeps_no_state_once_nothing_is_left_R18():
 
 @pytest.mark.parametrize("etype", ["user_message", "agent_message"])
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast_path", "rules"])
-def test_event_at_expiry_closes_when_retention_is_shorter_than_inactivity_R18_DISCREPANCY(
+def test_event_at_expiry_closes_when_retention_is_shorter_than_inactivity_R18(
         etype, fast_path):
     # retention (worker setting, 10 min) < inactivity (15 min), continue mode: an event at
     # activity + retention that the clock has not yet reached (lateness) must first close
