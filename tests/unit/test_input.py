@@ -359,3 +359,15 @@ def test_duplicate_context_event_is_not_applied_twice_R21_R14():
     r = run([ev("user_message", T0), c, ev("context", T0 + 2, tags=["b"]),
              ev("context", T0 + 1, event_id="c-1", tags=["a"])])
     assert r.state().tags == ["b"] and r.state().hist == [["a"]]
+
+
+@pytest.mark.parametrize("script,profiles", [
+    ("koreUtil.ClearAuthProfiles(['Acme, Inc'])", ("Acme, Inc",)),
+    ("koreUtil.ClearAuthProfiles(['sales;eu'])", ("sales;eu",)),
+    ("koreUtil.ClearAuthProfiles([\"x]y\"])", ("x]y",)),
+])
+def test_close_script_quoted_names_may_contain_separators_R16_R19_DISCREPANCY(script, profiles):
+    # exactly one of the two allowed calls with a quoted profile name: valid (R16), so the
+    # settings must not be rejected (R19). The parser splits on ',' ';' ']' before quoting.
+    parsed = parse_close_script(script)
+    assert (parsed.clear_all, parsed.profiles) == (False, profiles)
