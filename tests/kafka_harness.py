@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from worker.domain import CoreConfig, SettingsBook
 from worker.domain.settings import parse_settings
-from worker.replay import parse_line, replay
+from worker.replay import Replayer, parse_line
 
 REPO = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -185,7 +185,8 @@ async def consume_outputs(env: dict, quiet_s: float = 3.0, timeout_s: float = 90
             for tp, records in batches.items():
                 for r in records:
                     out.append(Output(default_name(env, tp.topic),
-                                      r.key.decode() if r.key is not None else None,
+                                      r.key.decode(errors="replace")
+                                      if r.key is not None else None,
                                       orjson.loads(r.value), tp.partition, r.offset,
                                       r.timestamp, seen))
                     last = got
@@ -250,14 +251,27 @@ class WorkerProcess:
 
 
 # -- comparison with replay ----------------------------------------------------------------
+def replay_records(records: Iterable[tuple[str, bytes | None, bytes | None]],
+                   until: int | None = None, cfg: CoreConfig | None = None,
+                   default_settings: dict | None = None) -> list[tuple[str, str, dict]]:
+    """What ``worker.replay`` publishes for raw (default topic, key, value) records."""
+    cfg = cfg or CoreConfig()
+    book = SettingsBook(parse_settings({"app_id": "-", **default_settings}, "-", cfg)
+                        if default_settings else None)
+    rp = Replayer(cfg, book=book)
+    out: list = []
+    for topic, key, value in records:
+        out.extend(rp.record(topic, key, value))
+    if until is not None:
+        out.extend(rp.until(until))
+    return out
+
+
 def replay_expected(lines: Iterable[bytes], until: int | None = None,
                     cfg: CoreConfig | None = None, default_settings: dict | None = None
                     ) -> list[tuple[str, str, dict]]:
     """What ``python -m worker replay`` publishes for ``lines`` (in-process)."""
-    cfg = cfg or CoreConfig()
-    book = SettingsBook(parse_settings({"app_id": "-", **default_settings}, "-", cfg)
-                        if default_settings else None)
-    return list(replay(list(lines), until, cfg, book=book))
+    return replay_records([parse_line(line) for line in lines], until, cfg, default_settings)
 
 
 def _normalise(topic: str, value: dict, env: dict | None) -> dict:
@@ -279,7 +293,8 @@ def by_topic_key(records, env: dict | None = None) -> dict[tuple[str, str], list
     grouped: dict[tuple[str, str], list[dict]] = {}
     for rec in records:
         topic, key, value = (rec.topic, rec.key, rec.value) if isinstance(rec, Output) else rec
-        grouped.setdefault((topic, key), []).append(_normalise(topic, value, env))
+        # replay names a missing key "" (its output keys are text)
+        grouped.setdefault((topic, key or ""), []).append(_normalise(topic, value, env))
     return grouped
 
 
@@ -290,8 +305,10 @@ def diff_outputs(actual, expected, env: dict) -> str:
     for tk in sorted(set(got) | set(want), key=str):
         a, e = got.get(tk, []), want.get(tk, [])
         if a != e:
-            problems.append(f"{tk}: got {len(a)} records, want {len(e)}\n"
-                            f"  got:  {a[:3]}\n  want: {e[:3]}")
+            first = next((i for i, (x, y) in enumerate(zip(a, e)) if x != y), min(len(a), len(e)))
+            problems.append(f"{tk}: got {len(a)} records, want {len(e)}; first difference "
+                            f"at #{first}:\n  got:  {a[first:first + 2]}\n"
+                            f"  want: {e[first:first + 2]}")
     if not problems:
         return ""
     return f"{len(problems)} (topic, key) differ; first ones:\n" + "\n".join(problems[:5])

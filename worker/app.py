@@ -68,6 +68,9 @@ class Worker:
             topic_disable_leader=True,
             table_standby_replicas=0,
             stream_recovery_delay=0.5,
+            # how long a crashed worker's partitions wait before another one takes them
+            # over (Faust's default is 60 s); FAUST_BROKER_SESSION_TIMEOUT overrides it
+            broker_session_timeout=20.0,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             stream_wait_empty=True,
