@@ -367,6 +367,6 @@ def test_duplicate_context_event_is_not_applied_twice_R21_R14():
     ("koreUtil.ClearAuthProfiles([\"x]y\"])", ("x]y",)),
 ])
 def test_close_script_quoted_names_may_contain_separators_R16_R19(script, profiles):
-    # exactly one of the two allowed calls with a quoted profile name: valid (R16), so the
+    # one allowed call with a quoted profile name is valid (R16), so the settings stand (R19)
     parsed = parse_close_script(script)
     assert (parsed.clear_all, parsed.profiles) == (False, profiles)
