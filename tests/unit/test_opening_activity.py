@@ -226,6 +226,15 @@ def test_developer_flag_is_fixed_by_the_opening_event_R5():
     assert (closed["developer"], closed["interactive"], closed["billable"]) == (True, True, False)
 
 
+def test_next_session_of_the_key_takes_its_own_developer_flag_R5():
+    r = run([ev("user_message", T0, developer=True), ev("user_message", T0 + 20 * MIN, developer=False),
+             ev("refresh", T0 + 21 * MIN, developer=True), ev("on_connect", T0 + 50 * MIN)],
+            until=T0 + 2 * 60 * MIN)
+    assert [o["developer"] for o in r.opened] == [True, False, True, False]
+    assert [c["developer"] for c in r.closed] == [True, False, True, False]
+    assert [c["billable"] for c in r.closed] == [False, True, False, False]
+
+
 def test_non_interactive_session_is_never_billable_R5():
     r = run([ev("on_connect", T0), ev("agent_message", T0 + MIN)], until=T0 + 60 * MIN)
     closed = only(r.closed)
