@@ -297,3 +297,20 @@ def test_event_at_expiry_closes_when_retention_is_shorter_than_inactivity_R18(
     assert r.topics == [OPENED, CLOSED, OPENED]
     assert (r.closed[0]["reason"], r.closed[0]["closed_at"]) == ("expired", T0 + 10 * MIN)
     assert r.opened[1]["previous_session_id"] is None
+
+
+def test_refresh_at_expiry_closes_expired_and_opens_with_no_previous_R18_R13():
+    r = run([ev("user_message", T0, intent="A"), ev("auth", T0, auth_profile="P"),
+             ev("refresh", T0 + RETENTION)], settings={"app-1": {"mode": "continue_on_same_intent"}})
+    assert r.topics == [OPENED, CLOSED, OPENED]
+    assert (r.closed[0]["reason"], r.closed[0]["closed_at"]) == ("expired", T0 + RETENTION)
+    assert r.closed[0]["cleared"]["auth_profiles"] == ["P"]
+    assert (r.opened[1]["trigger"], r.opened[1]["previous_session_id"]) == ("refresh", None)
+
+
+def test_context_at_expiry_closes_expired_and_is_ignored_R18_R14():
+    r = run([ev("user_message", T0), ev("context", T0 + RETENTION, tags=["x"])],
+            settings={"app-1": {"mode": "legacy"}})
+    assert r.topics == [OPENED, CLOSED]
+    assert r.closed[0]["reason"] == "expired"
+    assert r.stats["context_ignored"] == 1

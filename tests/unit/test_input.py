@@ -370,3 +370,11 @@ def test_close_script_quoted_names_may_contain_separators_R16_R19(script, profil
     # one allowed call with a quoted profile name is valid (R16), so the settings stand (R19)
     parsed = parse_close_script(script)
     assert (parsed.clear_all, parsed.profiles) == (False, profiles)
+
+
+def test_ignored_context_event_id_is_not_remembered_R21_R14():
+    # decision: a context with no open session is ignored whole, its id included
+    r = run([ev("context", T0, event_id="c-1", tags=["a"]), ev("user_message", T0 + 1),
+             ev("context", T0 + 2, event_id="c-1", tags=["a"])])
+    assert r.stats["duplicates"] == 0
+    assert r.state().tags == ["a"]
