@@ -314,3 +314,15 @@ def test_context_at_expiry_closes_expired_and_is_ignored_R18_R14():
     assert r.topics == [OPENED, CLOSED]
     assert r.closed[0]["reason"] == "expired"
     assert r.stats["context_ignored"] == 1
+
+
+def test_ttl_variables_and_profiles_go_with_the_key_after_retention_R18_R15():
+    r = run([ev("auth", T0, auth_profile="P"),
+             ev("context", T0, variables=_vars(("long", 30 * DAY // SEC, None)))],
+            until=T0 + RETENTION - 1)
+    assert "long" in r.state().vars and r.state().auth == ["P"]
+    r.feed(Until(T0 + RETENTION))
+    assert r.state() is None
+    # a new session of the key starts from nothing: its refresh has nothing to clear
+    r.feed(ev("user_message", T0 + RETENTION + MIN), ev("refresh", T0 + RETENTION + 2 * MIN))
+    assert r.closed[-1]["cleared"] == {"variables": [], "auth_profiles": [], "dialog": False}

@@ -378,3 +378,14 @@ def test_ignored_context_event_id_is_not_remembered_R21_R14():
              ev("context", T0 + 2, event_id="c-1", tags=["a"])])
     assert r.stats["duplicates"] == 0
     assert r.state().tags == ["a"]
+
+
+def test_duplicate_with_ts_past_the_deadline_does_not_close_the_session_R21_R6():
+    # decision: the duplicate check comes first; the clock closes the session as usual
+    cfg = CoreConfig(lateness_ms=30 * SEC)
+    r = run([ev("user_message", T0), ev("agent_message", T0 + 5 * MIN + SEC, event_id="a-1"),
+             SetSettings("app-1", settings_value(inactivity_minutes=5))], cfg=cfg)
+    assert r.closed == []                        # clock at T0+4m31s, deadline now T0+5m
+    assert r.feed(ev("agent_message", T0 + 5 * MIN + SEC, event_id="a-1")) == []
+    r.feed(Until(T0 + 5 * MIN))
+    assert only(r.closed)["closed_at"] == T0 + 5 * MIN
