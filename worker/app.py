@@ -35,7 +35,7 @@ from .codec import Reject, decode_settings
 from .domain import SettingsBook
 from .partitions import PartitionRegistry
 from .processor import BatchProcessor, fatal, finish_batch
-from .publisher import Publisher, delivered
+from .publisher import Publisher
 from .settings_env import WorkerSettings, settings_from_env
 from .settings_feed import SettingsFeed
 from .state_table import StateTable
@@ -50,9 +50,10 @@ class Worker:
     """Everything the Faust app needs, built once per process."""
 
     def __init__(self, ws: WorkerSettings, events_partitions: int, feed: SettingsFeed,
-                 book: SettingsBook) -> None:
+                 book: SettingsBook, publisher: Publisher) -> None:
         self.ws = ws
         self.feed = feed
+        self.publisher = publisher
         rocksdb = ws.store.startswith("rocksdb:")
         self.app = app = faust.App(
             ws.app_id,
@@ -80,14 +81,12 @@ class Worker:
             options={"driver": "rocksdict"} if rocksdb else None)
         self.state = StateTable(self.table)
         self.registry = PartitionRegistry(ws.core, book, self.state)
-        self.publisher = Publisher(app, ws)
         self.clock = WallClock(app, ws.topic_events, ws.core.lateness_ms)
         self.processor = BatchProcessor(ws, self.registry, self.state, self.publisher,
                                         self.clock, feed)
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw",
                    value_serializer="raw")
         self.source = app.topic(ws.topic_events, ws.topic_ticks, **raw)
-        self.ticks = app.topic(ws.topic_ticks, **raw)
         self.settings_topic = app.topic(ws.topic_settings, **raw)
         self._wire()
 
@@ -96,19 +95,27 @@ class Worker:
         app, ws = self.app, self.ws
         self.table.on_recover(self.on_recovered)
         app.on_partitions_assigned.connect(self.on_assigned)
+        app.on_before_shutdown.connect(self.on_shutdown)
         app.agent(self.source, name="sessions", concurrency=1)(self.sessions_agent)
         app.agent(self.settings_topic, name="settings-dlq", concurrency=1)(self.settings_agent)
         app.timer(ws.tick_interval_ms / 1000.0, name="ticks")(self.send_ticks)
         app.task(self.feed.tail)
         app.timer(60.0, name="stats-log")(self.log_stats)
         if ws.web_port > 0:
-            app.page("/stats")(self.stats_page)
+            async def stats_page(view, request):     # a plain function: Faust binds it
+                return view.json(self.stats())
+            app.page("/stats")(stats_page)
 
     def _events_partitions(self, tps) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == self.ws.topic_events}
 
     async def on_assigned(self, sender, assigned, **kwargs) -> None:
         self.registry.retain(self._events_partitions(assigned))
+
+    async def on_shutdown(self, sender, **kwargs) -> None:
+        # Faust sends this after its consumer stopped and every delivered record was
+        # acknowledged, i.e. after the last batch (which awaited its own deliveries).
+        await self.publisher.stop()
 
     async def on_recovered(self) -> None:
         # Faust runs recovery callbacks under asyncio.wait(), which swallows exceptions:
@@ -135,8 +142,10 @@ class Worker:
             decoded = decode_settings(msg.key, msg.value, ws.core,
                                       self.registry.book.default, ws.max_record_bytes)
             if type(decoded) is Reject:
-                await delivered([self.publisher.dead_letter(
-                    decoded, msg.topic, msg.partition, msg.offset, msg.key, msg.value)])
+                outbox = self.publisher.outbox()
+                outbox.dead_letter(decoded, msg.topic, msg.partition, msg.offset, msg.key,
+                                   msg.value)
+                await self.publisher.deliver(outbox)
 
     async def send_ticks(self) -> None:
         """Wake the agent for partitions with something due by the wall clock (R6, R10),
@@ -148,7 +157,7 @@ class Worker:
         need_settings = self.feed.has_pending()
         for partition, part in list(self.registry.items()):
             if part.index.min_due() <= horizon or need_settings:
-                self.ticks.send_soon(key=None, value=b"", partition=partition)
+                self.publisher.send_soon(self.ws.topic_ticks, partition, b"")
                 need_settings = False
 
     # -- observability -------------------------------------------------------------------
@@ -163,9 +172,6 @@ class Worker:
 
     async def log_stats(self) -> None:
         log.info("stats %s", self.stats())
-
-    async def stats_page(self, web, request):
-        return web.json(self.stats())
 
 
 def _configure_logging(level: str) -> None:
@@ -187,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     feed = SettingsFeed(ws.bootstrap, ws.topic_settings, partitions[ws.topic_settings],
                         ws.core, book, ws.max_record_bytes)
     loop.run_until_complete(feed.load())
-    worker = Worker(ws, partitions[ws.topic_events], feed, book)
+    publisher = Publisher(ws.bootstrap, f"{ws.app_id}-publisher", ws.output_topics)
+    loop.run_until_complete(publisher.start([ws.topic_ticks]))
+    worker = Worker(ws, partitions[ws.topic_events], feed, book, publisher)
     faust.Worker(worker.app, loop=loop, loglevel=ws.log_level,
                  redirect_stdouts=False).execute_from_commandline()
     return 0

@@ -27,7 +27,7 @@ from collections import Counter
 from .clock import WallClock
 from .codec import Reject, decode_event
 from .partitions import PartitionRegistry
-from .publisher import Publisher, delivered
+from .publisher import Publisher
 from .settings_env import WorkerSettings
 from .settings_feed import SettingsFeed
 from .state_table import StateTable
@@ -54,7 +54,7 @@ class BatchProcessor:
         registry = self.registry
         now = self.clock.clock()
         outs: list = []
-        sends: list = []
+        outbox = self.publisher.outbox()
 
         for app_id, settings in self.feed.drain():                       # 1
             registry.book.put(app_id, settings)
@@ -76,8 +76,8 @@ class BatchProcessor:
             decoded = decode_event(msg.key, msg.value, now, self.max_bytes,
                                    self.future_skew_ms)
             if type(decoded) is Reject:
-                sends.append(self.publisher.dead_letter(
-                    decoded, msg.topic, partition, msg.offset, msg.key, msg.value))
+                outbox.dead_letter(decoded, msg.topic, partition, msg.offset, msg.key,
+                                   msg.value)
                 continue
             self.counts["events"] += 1
             outs.extend(part.on_event(decoded))
@@ -89,14 +89,12 @@ class BatchProcessor:
             if watermark is not None:
                 outs.extend(registry.get(partition).advance_to(watermark))
 
-        sends.extend(self.publisher.publish(outs))                       # 4
-        await delivered(sends)
+        outbox.publish(outs)                                             # 4
+        await self.publisher.deliver(outbox)
 
-        writes = []                                                      # 5
-        for partition, (dirty, clock) in registry.collect_writes().items():
-            writes.extend(self.table.write(partition, dirty, clock))
-            self.counts["state_writes"] += len(dirty)
-        await delivered(writes)
+        for partition, (dirty, clock) in registry.collect_writes().items():  # 5
+            self.counts["state_writes"] += self.table.write(outbox, partition, dirty, clock)
+        self.table.persisted(await self.publisher.deliver(outbox))
         self.counts["batches"] += 1
 
 

@@ -17,9 +17,11 @@ is only set in the task that iterates the stream. The agent consumes batches wit
 ``take_events()``, whose events are gathered by a background task, so in the agent body
 ``current_event()`` is None ("Cannot modify table outside of agent/stream") and one batch
 mixes partitions anyway. We therefore name the partition explicitly: the changelog
-record goes through ``Collection.send_changelog(partition, ...)`` (public; it also keeps
-RocksDB's persisted changelog offset up to date via Faust's own callback) and the local
-store is written for that same partition.
+record is staged in the batch's outbox for partition ``p`` of the changelog topic (sent
+with the worker's own producer, see ``worker.publisher``), and the local store is
+written for that same partition. For RocksDB, ``persisted(sent)`` then records the
+changelog offsets reached, as Faust's ``Collection._on_changelog_sent`` would, so that
+a restart only reads the changelog tail beyond what the local files already hold.
 """
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ from typing import Iterable
 
 import orjson
 from faust.stores.rocksdb import Store as RocksDBStore
-from faust.types import FutureMessage
+from faust.types import TP
 
 from .domain.state import KeyState, from_wire, to_wire
+from .publisher import Outbox, Sent
 
 CLOCK_PREFIX = b"#clock/"
 
@@ -56,21 +59,30 @@ class StateTable:
     def _rocksdb(self) -> bool:
         return isinstance(self.table.data, RocksDBStore)
 
+    @property
+    def changelog_topic(self) -> str:
+        return self.table.changelog_topic.get_topic_name()
+
     # -- writes ------------------------------------------------------------------------
-    def write(self, partition: int, dirty: dict[str, KeyState | None],
-              clock: list[int] | None) -> list[FutureMessage]:
+    def write(self, outbox: Outbox, partition: int, dirty: dict[str, KeyState | None],
+              clock: list[int] | None) -> int:
         """Write the keys that changed in one batch (coalesced: one record per key)
-        and, when given, the partition clock. Returns the changelog send futures."""
-        futures = []
+        and, when given, the partition clock, to the local store and the outbox.
+        Returns the number of records staged."""
+        topic = self.changelog_topic
+        n = 0
         for key, st in dirty.items():
             value = None if st is None else orjson.dumps([partition, to_wire(st)])
-            futures.append(self._put(partition, key.encode(), value))
+            self._put(outbox, topic, partition, key.encode(), value)
+            n += 1
         if clock is not None:
-            futures.append(self._put(partition, clock_key(partition),
-                                     orjson.dumps([partition, clock])))
-        return futures
+            self._put(outbox, topic, partition, clock_key(partition),
+                      orjson.dumps([partition, clock]))
+            n += 1
+        return n
 
-    def _put(self, partition: int, key: bytes, value: bytes | None) -> FutureMessage:
+    def _put(self, outbox: Outbox, topic: str, partition: int, key: bytes,
+             value: bytes | None) -> None:
         store = self.table.data
         if self._rocksdb:
             db = store._db_for_partition(partition)
@@ -83,8 +95,16 @@ class StateTable:
             store.pop(key, None)
         else:
             store[key] = value
-        return self.table.send_changelog(partition, key, value,
-                                         key_serializer="raw", value_serializer="raw")
+        outbox.stage(topic, partition, key, value)
+
+    def persisted(self, sent: list[Sent]) -> None:
+        """After delivery: remember in RocksDB how far the changelog is covered."""
+        if not self._rocksdb:
+            return
+        store, topic = self.table.data, self.changelog_topic
+        for s in sent:
+            if s.topic == topic:
+                store.set_persisted_offset(TP(topic, s.partition), s.last_offset())
 
     def forget(self, partition: int, keys: Iterable[str]) -> None:
         """Drop a revoked partition's keys from the local memory store (not from the

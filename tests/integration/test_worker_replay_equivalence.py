@@ -34,7 +34,7 @@ def test_rebalance_moves_partitions_with_their_sessions(env, workers):
     state) and the first one leaves (they move back): the outputs are exactly replay's —
     no session lost, reopened or closed twice."""
     users, per_step = 400, 400
-    base = now_ms() - 5 * MIN + 40 * SEC
+    base = now_ms() - 5 * MIN + 30 * SEC     # the two rebalances take ~20 s
     settings = [{"topic": "session-settings", "key": "rb",
                  "value": {"app_id": "rb", "inactivity_minutes": 5}}]
     events = [event_item({"event_id": f"e{i}", "app_id": "rb", "user_id": f"u{i % users}",
