@@ -198,6 +198,9 @@ async def consume_outputs(env: dict, quiet_s: float = 3.0, timeout_s: float = 90
 
 
 # -- the worker process -------------------------------------------------------------------
+READY_LINE = "recovered: own events partitions"
+
+
 class WorkerProcess:
     """``python -m worker run`` with ``env``; output goes to ``log_path``."""
 
@@ -219,14 +222,14 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout_s: float = 60.0, count: int = 1) -> None:
-        """Until the worker logged its ``count``-th ``Worker ready`` (Faust's line after
-        recovery, once per rebalance)."""
+        """Until the worker logged its ``count``-th recovery (once per rebalance): its
+        assigned partitions are rebuilt and the stream resumes."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited with {self.proc.returncode}:\n"
                                      f"{self.log()[-4000:]}")
-            if self.log().count("Worker ready") >= count:
+            if self.log().count(READY_LINE) >= count:
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker not ready in {timeout_s} s:\n{self.log()[-4000:]}")

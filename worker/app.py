@@ -30,6 +30,7 @@ import os
 
 import faust
 
+from . import logs, observability
 from .clock import WallClock
 from .codec import Reject, decode_settings
 from .domain import SettingsBook
@@ -58,12 +59,14 @@ class Worker:
         self.app = app = faust.App(
             ws.app_id,
             broker=[f"kafka://{host.strip()}" for host in ws.bootstrap.split(",")],
+            broker_credentials=ws.security.faust_credentials(),
             store=ws.store,
             datadir=ws.state_dir,
             env_prefix="FAUST",          # so that e.g. TOPIC_PARTITIONS is ours, not Faust's
             autodiscover=False,
             web_enabled=ws.web_port > 0,
             web_port=ws.web_port or 6066,
+            web_metrics_enabled=False,       # /metrics is ours (worker.metrics.REGISTRY)
             topic_partitions=events_partitions,
             topic_replication_factor=ws.replication,
             topic_disable_leader=True,
@@ -87,6 +90,8 @@ class Worker:
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw",
                    value_serializer="raw")
         self.source = app.topic(ws.topic_events, ws.topic_ticks, **raw)
+        self.recovered = False           # assigned partitions rebuilt since the last rebalance
+        self.gauged: set[int] = set()
         self.settings_topic = app.topic(ws.topic_settings, **raw)
         self._wire()
 
@@ -94,6 +99,7 @@ class Worker:
     def _wire(self) -> None:
         app, ws = self.app, self.ws
         self.table.on_recover(self.on_recovered)
+        app.on_partitions_revoked.connect(self.on_revoked)
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_before_shutdown.connect(self.on_shutdown)
         app.agent(self.source, name="sessions", concurrency=1)(self.sessions_agent)
@@ -101,15 +107,18 @@ class Worker:
         app.timer(ws.tick_interval_ms / 1000.0, name="ticks")(self.send_ticks)
         app.task(self.feed.tail)
         app.timer(60.0, name="stats-log")(self.log_stats)
+        app.timer(5.0, name="gauges")(self.refresh_gauges)
         if ws.web_port > 0:
-            async def stats_page(view, request):     # a plain function: Faust binds it
-                return view.json(self.stats())
-            app.page("/stats")(stats_page)
+            observability.add_routes(app, self)
 
     def _events_partitions(self, tps) -> set[int]:
         return {tp.partition for tp in tps if tp.topic == self.ws.topic_events}
 
+    async def on_revoked(self, sender, revoked, **kwargs) -> None:
+        self.recovered = False
+
     async def on_assigned(self, sender, assigned, **kwargs) -> None:
+        self.recovered = False
         self.registry.retain(self._events_partitions(assigned))
 
     async def on_shutdown(self, sender, **kwargs) -> None:
@@ -124,6 +133,7 @@ class Worker:
             assigned = self._events_partitions(self.app.assignor.assigned_actives())
             loaded = self.registry.rebuild(assigned)
             self.clock.progress.reset()
+            self.recovered = True
             log.info("recovered: own events partitions %s (loaded %s)",
                      sorted(assigned), sorted(loaded))
         except BaseException as exc:
@@ -161,6 +171,13 @@ class Worker:
                 need_settings = False
 
     # -- observability -------------------------------------------------------------------
+    def is_ready(self) -> bool:
+        return self.recovered and not self.app.rebalancing
+
+    async def refresh_gauges(self) -> None:
+        self.gauged = observability.refresh_gauges(self.registry, self.clock, self.is_ready(),
+                                                   self.clock.clock(), self.gauged)
+
     def stats(self) -> dict:
         return {
             "worker": dict(self.processor.counts),
@@ -174,28 +191,25 @@ class Worker:
         log.info("stats %s", self.stats())
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
-
-
 def main(argv: list[str] | None = None) -> int:
     if argv:
         print("usage: python -m worker run   (configured by environment variables)")
         return 2
     ws = settings_from_env()
-    _configure_logging(ws.log_level)
+    logs.setup(ws.log_level)        # JSON lines on stderr (worker.logs); Faust keeps its hands off
+    log.info("starting: app id %s, brokers %s, security %s, store %s", ws.app_id,
+             ws.bootstrap, ws.security.describe(), ws.store)
     os.makedirs(ws.state_dir, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     partitions = loop.run_until_complete(ensure_topics(ws))
     book = SettingsBook(ws.default_settings)
-    feed = SettingsFeed(ws.bootstrap, ws.topic_settings, partitions[ws.topic_settings],
+    feed = SettingsFeed(ws.kafka_kwargs(), ws.topic_settings, partitions[ws.topic_settings],
                         ws.core, book, ws.max_record_bytes)
     loop.run_until_complete(feed.load())
-    publisher = Publisher(ws.bootstrap, f"{ws.app_id}-publisher", ws.output_topics)
+    publisher = Publisher(ws.kafka_kwargs(), f"{ws.app_id}-publisher", ws.output_topics)
     loop.run_until_complete(publisher.start([ws.topic_ticks]))
     worker = Worker(ws, partitions[ws.topic_events], feed, book, publisher)
-    faust.Worker(worker.app, loop=loop, loglevel=ws.log_level,
+    faust.Worker(worker.app, loop=loop, loglevel=ws.log_level, override_logging=False,
                  redirect_stdouts=False).execute_from_commandline()
     return 0

@@ -22,10 +22,12 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections import Counter
 
 from .clock import WallClock
 from .codec import Reject, decode_event
+from .observability import BatchMetrics
 from .partitions import PartitionRegistry
 from .publisher import Publisher
 from .settings_env import WorkerSettings
@@ -49,11 +51,15 @@ class BatchProcessor:
         self.clock = clock
         self.feed = feed
         self.counts: Counter[str] = Counter()
+        self.metrics = BatchMetrics()
 
     async def handle(self, batch) -> None:
+        started = time.perf_counter()
         registry = self.registry
         now = self.clock.clock()
         outs: list = []
+        clock_outs: list = []
+        event_types: Counter[str] = Counter()
         outbox = self.publisher.outbox()
 
         for app_id, settings in self.feed.drain():                       # 1
@@ -79,7 +85,7 @@ class BatchProcessor:
                 outbox.dead_letter(decoded, msg.topic, partition, msg.offset, msg.key,
                                    msg.value)
                 continue
-            self.counts["events"] += 1
+            event_types[decoded.type] += 1
             outs.extend(part.on_event(decoded))
 
         for partition in sorted(seen):                                   # 3
@@ -87,8 +93,9 @@ class BatchProcessor:
                 continue
             watermark = await self.clock.watermark(partition)
             if watermark is not None:
-                outs.extend(registry.get(partition).advance_to(watermark))
+                clock_outs.extend(registry.get(partition).advance_to(watermark))
 
+        outs.extend(clock_outs)
         outbox.publish(outs)                                             # 4
         await self.publisher.deliver(outbox)
 
@@ -96,6 +103,8 @@ class BatchProcessor:
             self.counts["state_writes"] += self.table.write(outbox, partition, dirty, clock)
         self.table.persisted(await self.publisher.deliver(outbox))
         self.counts["batches"] += 1
+        self.counts["events"] += sum(event_types.values())
+        self.metrics.record(started, len(batch), event_types, outs, clock_outs, now, registry)
 
 
 def fatal(message: str, exc: BaseException | None = None) -> None:

@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 
+from . import metrics
 from .codec import Reject, dead_letter
 from .domain.outputs import DEAD_LETTER, Output
 
@@ -84,14 +85,15 @@ class Outbox:
         counts = self.publisher.counts
         counts[DEAD_LETTER] += 1
         counts[f"dead_letter.{reject.reason}"] += 1
+        metrics.dead_letters.labels(reject.reason, topic).inc()
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, client_id: str, output_topics: dict[str, str],
+    def __init__(self, kafka_kwargs: dict, client_id: str, output_topics: dict[str, str],
                  **producer_kwargs) -> None:
         self.names = dict(output_topics)          # default name -> configured name
         self.producer_kwargs = dict(
-            bootstrap_servers=bootstrap, client_id=client_id, acks="all",
+            **kafka_kwargs, client_id=client_id, acks="all",
             enable_idempotence=True, linger_ms=2, max_batch_size=MAX_BATCH_BYTES,
             max_request_size=2 * MAX_BATCH_BYTES, **producer_kwargs)
         self.producer: AIOKafkaProducer | None = None

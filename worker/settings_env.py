@@ -14,6 +14,8 @@ from .config import _int, core_config_from_env
 from .domain.config import CoreConfig
 from .domain.outputs import CLOSED, DEAD_LETTER, NOTIFICATION, OPENED, UPGRADED
 from .domain.settings import AppSettings, SettingsError, parse_settings
+from .security import Security
+from .security import from_env as security_from_env
 
 EVENTS = "conversation-events"
 SETTINGS = "session-settings"
@@ -44,6 +46,11 @@ class WorkerSettings:
     log_level: str
     core: CoreConfig
     default_settings: AppSettings
+    security: Security          # KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_* (security.py)
+
+    def kafka_kwargs(self) -> dict:
+        """Connection settings for every aiokafka client the worker creates."""
+        return {"bootstrap_servers": self.bootstrap, **self.security.aiokafka_kwargs()}
 
     @property
     def topic_ticks(self) -> str:
@@ -95,6 +102,7 @@ def settings_from_env() -> WorkerSettings:
         log_level=_str("LOG_LEVEL", "info").lower(),
         core=core,
         default_settings=default_settings_from_env(core),
+        security=security_from_env(),
     )
     problems = []
     if ws.partitions < 1 or ws.replication < 1:

@@ -24,6 +24,7 @@ from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from . import metrics
 from .codec import Reject, decode_settings
 from .domain import AppSettings, CoreConfig, SettingsBook
 
@@ -31,9 +32,9 @@ log = logging.getLogger(__name__)
 
 
 class SettingsFeed:
-    def __init__(self, bootstrap: str, topic: str, partitions: int, cfg: CoreConfig,
+    def __init__(self, kafka_kwargs: dict, topic: str, partitions: int, cfg: CoreConfig,
                  book: SettingsBook, max_bytes: int) -> None:
-        self.bootstrap = bootstrap
+        self.kafka_kwargs = kafka_kwargs
         self.topic = topic
         self.tps = [TopicPartition(topic, p) for p in range(partitions)]
         self.cfg = cfg
@@ -48,16 +49,17 @@ class SettingsFeed:
                                   self.max_bytes)
         if type(decoded) is Reject:
             self.counts["rejected"] += 1
-            log.warning("settings %s@%d/%d rejected (app keeps its settings): %s",
-                        record.key, record.partition, record.offset, decoded.detail)
+            log.warning("settings record %d/%d rejected (the app keeps its settings): %s",
+                        record.partition, record.offset, decoded.detail)
             return None
         self.counts["applied"] += 1
+        metrics.settings_applied.inc()
         return decoded
 
     async def load(self, timeout_s: float = 120.0) -> int:
         """Read every settings record published so far into the book."""
         consumer = self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+            **self.kafka_kwargs, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed")
         await consumer.start()
         consumer.assign(self.tps)

@@ -44,7 +44,7 @@ async def ensure_topics(ws: WorkerSettings, timeout_s: float = 60.0) -> dict[str
         ws.topic_settings: (ws.partitions, {"cleanup.policy": "compact"}),
         **{name: (ws.partitions, {}) for name in ws.output_topics.values()},
     }
-    admin = AIOKafkaAdminClient(bootstrap_servers=ws.bootstrap, client_id=f"{ws.app_id}-admin")
+    admin = AIOKafkaAdminClient(client_id=f"{ws.app_id}-admin", **ws.kafka_kwargs())
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:
