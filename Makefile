@@ -27,7 +27,8 @@ run: install ## worker + local broker + demo traffic, lifecycle events printed l
 test: install ## every test against a local broker started and stopped here
 	@set -o pipefail; status=0; \
 	$(MAKE) --no-print-directory kafka-up || exit $$?; \
-	$(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	KAFKA_BOOTSTRAP_SERVERS=$${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$${KAFKA_PORT:-9092}} \
+	  $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	$(MAKE) --no-print-directory kafka-down || true; \
 	exit $$status
 
