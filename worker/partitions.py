@@ -73,7 +73,7 @@ class PartitionRegistry:
                 part.load(key, st)
             if found.clock is not None:
                 part.restore_clock(found.clock)
-                self.written_clock[partition] = list(found.clock)
+            self.written_clock[partition] = part.clock()
             part.take_dirty()           # loading is not a change
             self.parts[partition] = part
             log.info("partition %d: restored %d keys, clock %s",

@@ -94,7 +94,14 @@ class SettingsFeed:
         assert consumer is not None, "load() first"
         try:
             while True:
-                batches = await consumer.getmany(timeout_ms=1000)
+                try:
+                    batches = await consumer.getmany(timeout_ms=1000)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:     # keep following; the consumer reconnects
+                    log.warning("settings feed: %r; retrying in 1 s", err)
+                    await asyncio.sleep(1.0)
+                    continue
                 for records in batches.values():
                     for record in records:
                         decoded = self._decode(record)

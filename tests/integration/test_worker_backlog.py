@@ -7,7 +7,7 @@ from tests.kafka_harness import (HOUR, assert_same_outputs, consume_outputs, cre
                                  log_lines, mixed_log, now_ms, produce_lines,
                                  replay_expected, run)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 def test_backlog_is_sessionised_by_event_time_R10(env, workers):

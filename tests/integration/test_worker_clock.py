@@ -7,7 +7,7 @@ from tests.kafka_harness import (MIN, SEC, assert_same_outputs, consume_outputs,
                                  log_lines, now_ms, produce_lines, replay_expected, run,
                                  settings_item)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 LATENESS = 2 * SEC
 

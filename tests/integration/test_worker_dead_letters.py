@@ -10,7 +10,7 @@ from tests.kafka_harness import (HOUR, assert_same_outputs, consume_outputs, cre
                                  settings_item, topic_name)
 from worker.replay import parse_line
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -9,7 +9,7 @@ from tests.kafka_harness import (HOUR, MIN, SEC, assert_same_outputs, consume_ou
                                  create_topics, event_item, log_lines, mixed_log, now_ms,
                                  produce_lines, replay_expected, run)
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 def test_mixed_log_matches_replay_R22(env, workers):
