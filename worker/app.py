@@ -90,9 +90,9 @@ class Worker:
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw",
                    value_serializer="raw")
         self.source = app.topic(ws.topic_events, ws.topic_ticks, **raw)
-        self.recovered = False           # assigned partitions rebuilt since the last rebalance
-        self.gauged: set[int] = set()
         self.settings_topic = app.topic(ws.topic_settings, **raw)
+        self.recovered = False           # assigned partitions rebuilt since the last rebalance
+        self.gauged: set[int] = set()    # partitions with gauge series (see refresh_gauges)
         self._wire()
 
     # -- wiring --------------------------------------------------------------------------
