@@ -136,3 +136,28 @@ def test_fast_path_matches_rules_when_retention_is_shorter_than_inactivity_R18(l
 @given(logs(short_retention=True))
 def test_stream_invariants_hold_with_short_retention_R18(log):
     check_stream(replay(log, fast_path=False), log.cfg, log)
+
+
+def _model_outputs(log):
+    from tests.property.model import Model
+    from tests.property.strategies import NOW
+    m = Model(log.cfg, NOW)
+    for rec in log.records:
+        m.record(rec.topic, rec.key, rec.value)
+    if log.until is not None:
+        m.until(log.until)
+    return m.out
+
+
+@settings(max_examples=examples(200), **COMMON)
+@given(logs())
+def test_core_matches_an_independent_reference_model_R1_to_R25(log):
+    """Per key, the core's outputs equal those of tests/property/model.py, a plain model
+    written from SEMANTICS.md (no deadline index, no fast path)."""
+    assert per_key(replay(log)) == _model_outputs(log)
+
+
+@settings(max_examples=examples(60), **COMMON)
+@given(logs(short_retention=True))
+def test_core_matches_reference_model_with_short_retention_R18(log):
+    assert per_key(replay(log)) == _model_outputs(log)
