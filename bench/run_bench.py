@@ -17,11 +17,16 @@ group's committed offsets. Then, for W only:
 - **latency**: paced traffic at 50 % and 80 % of W's measured rate; the producer stamps
   ``sent_at_ns`` in each event, a consumer of session-opened joins on
   ``trigger_event_id`` (same host clock): p50/p99 produce -> opened received;
-- **state**: N open sessions (one message per new user): RSS per open session (memory
-  store), close lateness (closed record's timestamp - (closed_at + allowed lateness))
-  while sessions keep expiring, and cold recovery: SIGKILL, start a new process with the
-  same WORKER_APP_ID, time until a probe event's session-opened appears (and until the
-  log says "Worker ready" / ``/readyz`` answers 200, if it exists).
+- **state**: N open sessions (one message per new user, in two halves): RSS per open
+  session (memory store; slope of RSS between N/2 and N open, and RSS growth since idle
+  / N), close lateness (closed record's timestamp - (closed_at + allowed lateness)) while
+  sessions keep expiring, and cold recovery: SIGKILL, start a new process with the same
+  WORKER_APP_ID, time until a probe event's session-opened appears (also: until
+  ``/readyz`` answered 200, and a breakdown from the log: partitions assigned, state
+  rebuilt). Below 1M sessions the recovery per 1M is an extrapolation (only the restore
+  part scaled) and is never reported as met.
+
+A W process counts as ready when it turned a probe event into a session-opened record.
 
 Prints a markdown table (figure | value | floor | met?) and writes
 ``bench/results/bench-<timestamp>.json`` and ``bench/results/latest.json``. Every topic
