@@ -137,12 +137,22 @@ async def ensure_topics() -> None:
         await admin.close()
 
 
-async def print_lifecycle(stop: asyncio.Event) -> None:
+async def print_lifecycle(stop: asyncio.Event, armed: asyncio.Event) -> None:
+    """Print every output record published from now on (no consumer group: the console
+    starts at the current end of each output topic, then follows)."""
     names = {t: k for k, t in TOPICS.items() if k not in ("events", "settings")}
-    consumer = AIOKafkaConsumer(*names, bootstrap_servers=BOOTSTRAP, auto_offset_reset="latest",
-                                group_id=f"demo-console-{os.getpid()}")
+    colour = sys.stdout.isatty()
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
     await consumer.start()
     try:
+        from aiokafka import TopicPartition
+        tps = [TopicPartition(t, p) for t in names
+               for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t))]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        armed.set()
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
             for tp, records in batches.items():
@@ -166,10 +176,23 @@ async def print_lifecycle(stop: asyncio.Event) -> None:
                     else:
                         info = f"{v['reason']}: {v['detail']}"
                     key = rec.key.decode(errors="replace") if rec.key else "-"
-                    print(f"{when} {COLOURS[kind]}{kind.upper():<13}\033[0m {sid:<8} {key:<22} {info}",
-                          flush=True)
+                    label = f"{kind.upper():<13}"
+                    if colour:
+                        label = f"{COLOURS[kind]}{label}\033[0m"
+                    print(f"{when} {label} {sid:<8} {key:<22} {info}", flush=True)
     finally:
+        armed.set()
         await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    for _ in range(50):
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return parts
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"topic {topic} has no partitions")
 
 
 async def feed(stop: asyncio.Event) -> None:
@@ -183,7 +206,7 @@ async def feed(stop: asyncio.Event) -> None:
         users = [(app, f"user-{i:03d}") for app in DEMO_APPS for i in range(25)] + [("acme-bank", "qa-dev")]
         # A backlog: conversations from the last minute, so closes show up soon.
         for app, user in f.rng.sample(users, 20):
-            await f.conversation(app, user, now_ms() - f.rng.randint(50_000, 70_000), live=False)
+            await f.conversation(app, user, now_ms() - f.rng.randint(65_000, 85_000), live=False)
         await producer.flush()
         print("demo: backlog published; live traffic follows (Ctrl-C to stop)", flush=True)
         tasks: set[asyncio.Task] = set()
@@ -219,17 +242,20 @@ async def main() -> int:
     await ensure_topics()
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, MIN_INACTIVITY_MINUTES="1",
                LOG_LEVEL=os.environ.get("LOG_LEVEL", "WARNING"))
+    stop, armed = asyncio.Event(), asyncio.Event()
+    printer = asyncio.create_task(print_lifecycle(stop, armed))
+    await armed.wait()
     worker = subprocess.Popen([sys.executable, "-m", "worker", "run"], cwd=ROOT, env=env)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    printer = asyncio.create_task(print_lifecycle(stop))
-    await asyncio.sleep(1.0)
     feeder = asyncio.create_task(feed(stop))
     watcher = asyncio.create_task(asyncio.to_thread(worker.wait))
-    done, _ = await asyncio.wait({feeder, watcher, asyncio.create_task(stop.wait())},
-                                 return_when=asyncio.FIRST_COMPLETED)
+    waiters = {feeder, watcher, asyncio.create_task(stop.wait())}
+    duration = float(os.environ.get("DEMO_DURATION_S", "0"))
+    if duration > 0:          # for tests: stop by itself after a while
+        waiters.add(asyncio.create_task(asyncio.sleep(duration)))
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     stop.set()
     print("\ndemo: stopping…", flush=True)
     if worker.poll() is None:
