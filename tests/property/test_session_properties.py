@@ -20,7 +20,7 @@ from worker.domain.state import from_wire, to_wire
 COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@settings(max_examples=examples(150), **COMMON)
+@settings(max_examples=examples(120), **COMMON)
 @given(logs())
 def test_stream_invariants_hold_for_any_log_R1_R2_R5_R17_R23_R24(log):
     """At most one open session per key; every close follows its open (same session_id)
@@ -149,7 +149,7 @@ def _model_outputs(log):
     return m.out
 
 
-@settings(max_examples=examples(200), **COMMON)
+@settings(max_examples=examples(120), **COMMON)
 @given(logs())
 def test_core_matches_an_independent_reference_model_R1_to_R25(log):
     """Per key, the core's outputs equal those of tests/property/model.py, a plain model
