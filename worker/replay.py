@@ -118,11 +118,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="advance the clock (watermark) to TS after the last record")
     ap.add_argument("--lateness-ms", type=int, default=2000, help="allowed lateness (R10)")
     args = ap.parse_args(argv)
-    from .config import core_config_from_env
+    from .config import _int, core_config_from_env
+    from .settings_env import default_settings_from_env
     cfg = core_config_from_env(lateness_ms=args.lateness_ms)
+    book = SettingsBook(default_settings_from_env(cfg))   # same defaults as the worker
+    kwargs = dict(book=book, max_bytes=_int("MAX_RECORD_BYTES", DEFAULT_MAX_BYTES),
+                  future_skew_ms=_int("FUTURE_SKEW_MS", DEFAULT_FUTURE_SKEW_MS))
     src = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     try:
-        write_outputs(replay(src, args.until, cfg), sys.stdout.buffer)
+        write_outputs(replay(src, args.until, cfg, **kwargs), sys.stdout.buffer)
     except ValueError as err:
         print(f"replay: {err}", file=sys.stderr)
         return 2
