@@ -35,8 +35,15 @@ test: install ## every test against a local broker started and stopped here
 test-unit: install ## unit and property tests only (no broker)
 	$(PY) -m pytest tests/unit tests/property $(PYTEST_ARGS)
 
+test-integration: install ## integration and e2e tests only (needs a broker: make kafka-up)
+	$(PY) -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
 bench-core: install ## 1M synthetic events through codec + core, no Kafka
 	$(PY) bench/core_bench.py
+
+bench: install ## Kafka bench: P/N/W throughput, W latency, memory, recovery (BENCH_ARGS=--big …)
+	$(MAKE) --no-print-directory kafka-up
+	$(PY) bench/run_bench.py $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and caches (the Kafka jar cache is kept)
 	rm -rf $(VENV) .pytest_cache .hypothesis
