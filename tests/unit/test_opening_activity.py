@@ -246,3 +246,22 @@ def test_interactive_user_session_is_billable_R5():
     r = run([ev("auth", T0)], until=T0 + 60 * MIN)
     closed = only(r.closed)
     assert (closed["interactive"], closed["developer"], closed["billable"]) == (True, False, True)
+
+
+def test_partners_whose_record_keys_collide_are_not_merged_R1_DISCREPANCY():
+    # (app "a", user "b:c") and (app "a:b", user "c") are two conversation partners, but
+    # both have the record key "a:b:c". SEMANTICS: a key is one partner (app_id, user_id)
+    # and an event of a partner with no open session opens one (R1). Acceptable outcomes:
+    # two separate sessions, or the ambiguous record rejected as a dead letter (R20).
+    # Observed: the second partner's message is counted in the first partner's session.
+    from tests.builders import replayer, raw
+    rr = replayer()
+    rr.event(raw("user_message", T0, app_id="a", user_id="b:c"), key="a:b:c")
+    second = rr.event(raw("user_message", T0 + MIN, app_id="a:b", user_id="c"), key="a:b:c")
+    rr.until(T0 + 2 * 60 * MIN)
+    dead = [v for t, _, v in second if t == "conversation-events-dlq"]
+    opened_second = [v for t, _, v in second if t == OPENED
+                     and (v["app_id"], v["user_id"]) == ("a:b", "c")]
+    assert dead or opened_second
+    first_closed = [v for t, _, v in rr.outs if t == CLOSED and v["app_id"] == "a"]
+    assert only(first_closed)["user_events"] == 1
