@@ -5,6 +5,7 @@
   start-up, recovery and rebalances.
 - ``/metrics``: ``worker.metrics.REGISTRY`` in the Prometheus text format.
 - ``/stats``: the worker's counters as JSON (for humans and the benchmarks).
+- ``/sessions/{app_id}/{user_id}[?local=1]``: one key's state (``worker.lookup``).
 
 Counters are updated once per batch from aggregated counts (``BatchMetrics``); gauges
 that need a pass over a partition's keys (open sessions) are refreshed by a slow timer,
@@ -17,7 +18,7 @@ from collections import Counter
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import metrics
+from . import lookup, metrics
 from .domain.outputs import CLOSED, NOTIFICATION, OPENED, UPGRADED
 
 STAT_KINDS = {   # PartitionSessions.stats name -> metric
@@ -125,13 +126,21 @@ def add_routes(app, worker) -> None:
         return view.text("recovering\n", status=503)
 
     async def prometheus(view, request):
+        metrics.ready.set(1 if worker.is_ready() else 0)    # as /readyz says, not 5 s old
         return view.bytes(generate_latest(metrics.REGISTRY),
                           content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     async def stats(view, request):
         return view.json(worker.stats())
 
+    async def session(view, request, app_id: str, user_id: str):
+        local_only = request.query.get("local", "") not in ("", "0", "false")
+        status, body = await lookup.lookup(worker, app_id, user_id, local_only)
+        return view.json(body, status=status)
+
     app.page("/healthz")(healthz)
     app.page("/readyz")(readyz)
     app.page("/metrics")(prometheus)
     app.page("/stats")(stats)
+    # user ids may contain "/" (sent percent-encoded): the last segment takes the rest
+    app.page("/sessions/{app_id}/{user_id:.+}")(session)
