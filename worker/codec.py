@@ -63,6 +63,9 @@ def _diagnose_required(obj: dict) -> Reject:
         rejected = _check_str(obj, name, hi)
         if rejected is not None:
             return rejected
+    if ":" in obj["app_id"]:
+        # the record key app_id:user_id would be ambiguous: ("a", "b:c") vs ("a:b", "c")
+        return Reject(BAD_FIELD, "app_id must not contain ':' (the key app_id:user_id would be ambiguous)")
     ts = obj.get("ts")
     if ts is None:
         return Reject(MISSING_FIELD, "ts is required")
@@ -155,7 +158,7 @@ def decode_event(key: bytes | None, value: bytes | None, now_ms: int,
     etype = get("type")
     channel = get("channel")
     if not (type(event_id) is str and 0 < len(event_id) <= 128
-            and type(app_id) is str and 0 < len(app_id) <= 256
+            and type(app_id) is str and 0 < len(app_id) <= 256 and ":" not in app_id
             and type(user_id) is str and 0 < len(user_id) <= 256
             and type(ts) is int and ts > 0
             and type(etype) is str and etype in EVENT_TYPES

@@ -248,12 +248,12 @@ def test_interactive_user_session_is_billable_R5():
     assert (closed["interactive"], closed["developer"], closed["billable"]) == (True, False, True)
 
 
-def test_partners_whose_record_keys_collide_are_not_merged_R1_DISCREPANCY():
+def test_partners_whose_record_keys_collide_are_not_merged_R1_R20():
     # (app "a", user "b:c") and (app "a:b", user "c") are two conversation partners, but
     # both have the record key "a:b:c". SEMANTICS: a key is one partner (app_id, user_id)
     # and an event of a partner with no open session opens one (R1). Acceptable outcomes:
     # two separate sessions, or the ambiguous record rejected as a dead letter (R20).
-    # Observed: the second partner's message is counted in the first partner's session.
+    # The codec rejects an app_id containing ":" (bad_field), so the key is unambiguous.
     from tests.builders import replayer, raw
     rr = replayer()
     rr.event(raw("user_message", T0, app_id="a", user_id="b:c"), key="a:b:c")
