@@ -123,8 +123,14 @@ class Worker:
 
     async def on_shutdown(self, sender, **kwargs) -> None:
         # Faust sends this after its consumer stopped and every delivered record was
-        # acknowledged, i.e. after the last batch (which awaited its own deliveries).
+        # acknowledged, i.e. after the last batch (which awaited its own deliveries);
+        # the consumer committed the acked offsets while stopping.
         await self.publisher.stop()
+        stats = self.stats()
+        log.info("stopped: %d events in %d batches; outputs %s; state writes %d; "
+                 "offsets committed; leaving the group", stats["worker"].get("events", 0),
+                 stats["worker"].get("batches", 0), stats["outputs"],
+                 stats["worker"].get("state_writes", 0), extra={"stats": stats})
 
     async def on_recovered(self) -> None:
         # Faust runs recovery callbacks under asyncio.wait(), which swallows exceptions:
@@ -172,7 +178,8 @@ class Worker:
 
     # -- observability -------------------------------------------------------------------
     def is_ready(self) -> bool:
-        return self.recovered and not self.app.rebalancing
+        # not ready once stopping: load balancers drain us while the last batch finishes
+        return self.recovered and not self.app.rebalancing and not self.app.should_stop
 
     async def refresh_gauges(self) -> None:
         self.gauged = observability.refresh_gauges(self.registry, self.clock, self.is_ready(),

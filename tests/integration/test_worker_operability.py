@@ -140,6 +140,9 @@ def test_metrics_count_a_scenario_of_opens_upgrade_refresh_close_and_dead_letter
     assert delta("sessions_dead_letters_total") == 1
     assert metric_sum(after, "sessions_ready") == 1
     assert worker.stop() == 0
+    stop_line = [line for line in worker.log().splitlines() if '"stopped: ' in line]
+    assert stop_line and json.loads(stop_line[-1])["stats"]["worker"]["events"] == 4, \
+        worker.log()[-2000:]
 
 
 def test_readiness_is_503_until_recovered_then_200_while_health_is_200(web_env, workers):
@@ -267,3 +270,40 @@ def test_debug_logs_hold_no_user_text_variable_values_or_raw_user_ids(kafka, tmp
     assert '"level": "debug"' in log or '"level":"debug"' in log, "debug logging was off"
     assert CANARY not in log, [line for line in log.splitlines() if CANARY in line][:3]
     assert user not in log
+
+
+def test_lookup_is_answered_by_any_worker_whichever_owns_the_key(kafka, tmp_path, workers):
+    """Two workers share the partitions: a lookup sent to either one answers for every
+    key (the owner is asked when the key is not local), while ``?local=1`` only answers
+    for the keys of the partitions the worker owns itself."""
+    env = unique_env("peers", tmp_path, WEB_PORT=str(free_port()))
+    env2 = {**env, "WEB_PORT": str(free_port()), "STATE_DIR": str(tmp_path / "state2")}
+    first, second = workers(env, "first"), workers(env2, "second")
+
+    def split():
+        owned = []
+        for e in (env, env2):
+            status, body = get(e, "/stats")
+            if status != 200 or get(e, "/readyz")[0] != 200:
+                return None
+            owned.append(set(json.loads(body)["partitions"]))
+        return owned if all(owned) and not owned[0] & owned[1] and \
+            owned[0] | owned[1] == set(range(4)) else None
+    wait_for(split, 60, 0.2, "the partitions to be split between the workers")
+
+    ts = now_ms() - MIN
+    users = [f"u{i}" for i in range(12)]
+    run(produce_lines(env, log_lines(ev(i, "peer", u, ts + i, "user_message")
+                                     for i, u in enumerate(users))))
+    local_hits = {0: set(), 1: set()}
+    for u in users:
+        for n, e in enumerate((env, env2)):
+            view = wait_view(e, "peer", u, lambda v: v["session"] is not None)
+            assert view["user_id"] == u
+            if get(e, session_path("peer", u, local=True))[0] == 200:
+                local_hits[n].add(u)
+    assert local_hits[0] and local_hits[1], "all keys on one worker: routing not exercised"
+    assert local_hits[0] | local_hits[1] == set(users) and not local_hits[0] & local_hits[1]
+    status, body = get(env2, session_path("peer", "nobody"))
+    assert status == 404 and json.loads(body)["peers_asked"] == 1
+    assert first.stop() == 0 and second.stop() == 0
