@@ -222,7 +222,7 @@ class Model:
                 k.variables = dict(list(k.variables.items())[-lim.variables:])
         elif ev.type == "refresh":                                                 # R13
             if S is not None:
-                previous = self.close(k, "refresh", ev.ts)
+                previous = self.close(k, "refresh", max(ev.ts, S.opened_at))  # never before it opened
             k.variables, k.auth = {}, []
             self.open(k, ev, previous)
         else:

@@ -229,3 +229,13 @@ def test_auth_profiles_survive_non_proactive_closes_R14a_R16(close):
         r = run([ev("auth", T0, auth_profile="P"), ev("refresh", T0 + MIN)], settings=settings)
         assert r.closed[0]["cleared"]["auth_profiles"] == ["P"]
         assert not r.state().auth
+
+
+def test_out_of_order_refresh_never_closes_before_the_session_opened_R13():
+    # A refresh older than the session's opening event (delivered late) closes it at its
+    # opening time, so closed_at >= opened_at always holds for billing (docs/semantics-decisions.md).
+    r = run([ev("user_message", T0, intent="A"), ev("refresh", T0 - 30 * SEC, event_id="late")])
+    assert r.topics == [OPENED, CLOSED, OPENED]
+    closed = r.closed[0]
+    assert (closed["reason"], closed["opened_at"], closed["closed_at"]) == ("refresh", T0, T0)
+    assert r.opened[1]["opened_at"] == T0 - 30 * SEC

@@ -217,7 +217,7 @@ def apply_event(st: KeyState | None, ev: Event, digest: bytes, s: AppSettings,
         if st is None:
             st = KeyState(ev.app_id)
         elif st.sid is not None:
-            previous = close_session(st, ev.key, s, cfg, R_REFRESH, ev.ts, outs)
+            previous = close_session(st, ev.key, s, cfg, R_REFRESH, max(ev.ts, st.opened_at), outs)
         st.vars = st.auth = None
         st.clear_session_context()
         _open(st, ev, previous, outs)
