@@ -1,22 +1,10 @@
-"""Fixtures for the integration tests: a reachable broker, per-test worker env, and
+"""Fixtures for the integration tests (the broker fixture is in tests/conftest.py): per-test worker env, and
 worker processes that are always stopped at teardown."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.kafka_harness import BOOTSTRAP, WorkerProcess, broker_up, unique_env
-
-
-@pytest.fixture(scope="session")
-def kafka() -> str:
-    deadline = time.monotonic() + 120
-    while not broker_up():
-        if time.monotonic() > deadline:
-            pytest.fail(f"no Kafka broker at {BOOTSTRAP} (start it: make kafka-up)")
-        time.sleep(1)
-    return BOOTSTRAP
+from tests.kafka_harness import WorkerProcess, unique_env
 
 
 @pytest.fixture
