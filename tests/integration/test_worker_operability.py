@@ -151,13 +151,15 @@ def test_readiness_is_503_until_recovered_then_200_while_health_is_200(web_env, 
     /healthz answers 200 whenever the server is up."""
     env = web_env
     worker = workers(env)
-    seen: list[tuple[int | None, bool]] = []      # (status, recovered logged before)
+    # (status, recovery logged by then); the worker logs its recovery in the same
+    # synchronous step that makes it ready, so a 200 must find the line in the log
+    seen: list[tuple[int | None, bool]] = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        recovered_before = READY_LINE in worker.log()
         status, _ = get(env, "/readyz")
+        recovered = READY_LINE in worker.log()
         if not seen or seen[-1][0] != status:
-            seen.append((status, recovered_before))
+            seen.append((status, recovered))
         if status == 200:
             break
         assert worker.proc.poll() is None, worker.log()[-3000:]
