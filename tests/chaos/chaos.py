@@ -1,0 +1,543 @@
+"""Crash test: SIGKILL / SIGTERM workers of one consumer group while they consume, then
+verify every output topic against ``replay`` of the same input log (issue "Prove it").
+
+    python -m tests.chaos.chaos --events 20000 --users 2000 --kills 3 --terms 1 \\
+        --workers 2 --partitions 8 [--seed 1] [--session-timeout 6]
+    python -m tests.chaos.chaos --abuse [--abuse-events 1000000]   # offline, no broker
+
+Steps (real broker, no mocks):
+
+1. a synthetic log (``bench/synthetic.py`` events, the synthetic apps' settings, a few
+   bad settings records and bad events interleaved) is produced to unique topics
+   **before** any worker starts, so the live wall clock (R10) can never close a session
+   earlier than replay does: a partition is only caught up once its whole log is read;
+2. W worker processes (same ``WORKER_APP_ID``) consume it; at random moments of the
+   consumption (progress fractions of the group's committed offsets) a random worker is
+   SIGKILLed (K times) or SIGTERMed (T times) and restarted at once;
+3. once the group has committed the end of every events partition and the outputs are
+   quiet, the verifier reads the input topics back (to learn each record's partition and
+   offset) and every output topic (``isolation_level=read_committed``), runs ``replay``
+   **per input partition** (the worker's clock is per partition) with the settings
+   loaded first (the worker loads the whole settings topic before it starts), merges,
+   and compares per (topic, key), in order:
+
+   - *lost*: expected records never published;
+   - *duplicated*: records published more than once (identical by construction of the
+     count), and *non-identical duplicates*: two different published values for the same
+     (topic, key, session_id) where replay has one;
+   - *mismatched*: lifecycle records published with a value replay does not compute
+     (same session id, different content) or not computed at all;
+   - *order errors*: keys whose first occurrences are not in replay's order.
+
+The report is printed as a table and written as JSON (``bench/results/chaos-latest.json``).
+``--abuse`` feeds one key a very long stream through ``PartitionSessions`` and checks
+that its state stays bounded (R25).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench import synthetic
+from tests.kafka_harness import (OUTPUTS, READY_LINE, REPO, Output, WorkerProcess, create_topics,
+                                 default_name, produce_lines, topic_name, unique_env)
+from worker.codec import decode_event
+from worker.domain import DEAD_LETTER, CoreConfig, PartitionSessions, SettingsBook
+from worker.domain.ids import DIGEST_SIZE
+from worker.replay import Replayer
+
+EVENTS = "conversation-events"
+SETTINGS = "session-settings"
+RESULTS = REPO / "bench" / "results" / "chaos-latest.json"
+FAR_FUTURE = 4_102_444_800_000          # 2100-01-01
+
+
+# -- the input log ----------------------------------------------------------------------
+def bad_event_items(rnd: random.Random, n: int, ts: int) -> list[dict]:
+    """``n`` rejected event records, each unique (so dead letters never coincide)."""
+    out = []
+    for i in range(n):
+        uid = f"bad{i}-{rnd.randrange(10**9)}"
+        good = {"event_id": uid, "app_id": "bank", "user_id": uid, "ts": ts,
+                "type": "user_message", "channel": "web"}
+        key = f"bank:{uid}"
+        kind = i % 10
+        if kind == 0:
+            item = {"value_text": f"not json {{ {uid}"}
+        elif kind == 1:
+            item = {"value": [uid, 1]}
+        elif kind == 2:
+            item = {"value": {k: v for k, v in good.items() if k != "ts"}}
+        elif kind == 3:
+            item = {"value": {**good, "ts": "soon"}}
+        elif kind == 4:
+            item = {"value": {**good, "type": "shout"}}
+        elif kind == 5:
+            item = {"value": good}
+            key = f"bank:someone-else-{uid}"
+        elif kind == 6:
+            item = {"value": {**good, "ts": FAR_FUTURE}}
+        elif kind == 7:
+            item = {"value": {**good, "type": "context", "note": "x" * 70_000}}
+        elif kind == 8:
+            item = {"value": {**good, "developer": "yes"}}
+        else:
+            item = {"value": {**good, "type": "on_connect"}}          # no action
+        out.append({"topic": EVENTS, "key": key, **item})
+    return out
+
+
+def chaos_log(n_events: int, users: int, seed: int, bad_every: int = 200) -> tuple[list[dict], int]:
+    """Settings (synthetic apps + bad ones) then events with bad records interleaved.
+    Returns (items, number of bad records)."""
+    rnd = random.Random(seed)
+    items = synthetic.settings_records()
+    bad_settings = [
+        {"topic": SETTINGS, "key": "broken", "value_text": "{not json"},
+        {"topic": SETTINGS, "key": "tiny", "value": {"app_id": "tiny", "inactivity_minutes": 1}},
+        {"topic": SETTINGS, "key": "other", "value": {"app_id": "not-other"}},
+    ]
+    items += bad_settings
+    evs = list(synthetic.events(n_events, users=users, seed=seed))
+    n_bad = max(1, n_events // bad_every)
+    bad = bad_event_items(rnd, n_bad, evs[len(evs) // 2]["ts"])
+    positions = sorted(rnd.sample(range(len(evs) + 1), n_bad))
+    out, j = [], 0
+    for i, ev in enumerate(evs):
+        while j < n_bad and positions[j] == i:
+            out.append(bad[j])
+            j += 1
+        out.append({"topic": EVENTS, "key": f"{ev['app_id']}:{ev['user_id']}", "value": ev})
+    out.extend(bad[j:])
+    return items + out, n_bad + len(bad_settings)
+
+
+# -- Kafka helpers ------------------------------------------------------------------------
+async def read_inputs(env: dict) -> tuple[list[tuple[bytes | None, bytes | None]],
+                                          dict[int, list[tuple[int, bytes | None, bytes | None]]]]:
+    """The input topics as stored: settings records (per partition, offset order —
+    per key that is production order) and events per partition in offset order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+                                group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", isolation_level="read_committed")
+    await consumer.start()
+    try:
+        names = {topic_name(env, EVENTS): EVENTS, topic_name(env, SETTINGS): SETTINGS}
+        tps = [TopicPartition(t, p) for t in names
+               for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t))]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        got: dict[TopicPartition, list] = {tp: [] for tp in tps}
+        deadline = time.monotonic() + 120
+        while True:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("could not read the input topics back")
+            for tp, recs in (await consumer.getmany(timeout_ms=500)).items():
+                got[tp].extend((r.offset, r.key, r.value) for r in recs)
+        settings = [(k, v) for tp in tps if names[tp.topic] == SETTINGS for _, k, v in got[tp]]
+        events = {tp.partition: got[tp] for tp in tps if names[tp.topic] == EVENTS}
+        return settings, events
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer, topic: str) -> set[int]:
+    await consumer._client.force_metadata_update()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def read_outputs(env: dict, want: int = 0, quiet_s: float = 3.0,
+                       timeout_s: float = 120.0) -> list[Output]:
+    """Every output topic from the beginning (read_committed), until at least ``want``
+    distinct records were seen and nothing new arrived for ``quiet_s``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+                                group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", isolation_level="read_committed")
+    await consumer.start()
+    try:
+        n = int(env.get("TOPIC_PARTITIONS", "8"))
+        tps = [TopicPartition(topic_name(env, t), p) for t in OUTPUTS for p in range(n)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[Output] = []
+        distinct: set = set()
+        start = last = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            batches = await consumer.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                for r in records:
+                    o = Output(default_name(env, tp.topic),
+                               r.key.decode(errors="replace") if r.key is not None else None,
+                               orjson.loads(r.value), tp.partition, r.offset, r.timestamp, 0)
+                    out.append(o)
+                    distinct.add((o.topic, o.key, r.value))
+                    last = time.monotonic()
+            if len(distinct) >= want and time.monotonic() - last >= quiet_s:
+                break
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def group_progress(admin: AIOKafkaAdminClient, env: dict,
+                         ends: dict[int, int]) -> int:
+    """Records of the events topic committed by the group (sum over partitions)."""
+    topic = topic_name(env, EVENTS)
+    try:
+        offsets = await admin.list_consumer_group_offsets(env["WORKER_APP_ID"])
+    except Exception:
+        return 0
+    return sum(min(meta.offset, ends.get(tp.partition, 0))
+               for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0)
+
+
+async def end_offsets(env: dict) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"], group_id=None)
+    await consumer.start()
+    try:
+        topic = topic_name(env, EVENTS)
+        parts = consumer.partitions_for_topic(topic) or await _partitions(consumer, topic)
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        return {tp.partition: off for tp, off in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+# -- the oracle -------------------------------------------------------------------------------
+def replay_per_partition(settings: list[tuple[bytes | None, bytes | None]],
+                         events: dict[int, list[tuple[int, bytes | None, bytes | None]]],
+                         until: int, cfg: CoreConfig | None = None,
+                         book_default=None) -> list[tuple[str, str, dict]]:
+    """What the live worker must publish: one ``Replayer`` per events partition (its own
+    clock), each with every settings record applied first (the worker loads the whole
+    settings topic before it consumes), fed its partition's records in offset order and
+    advanced to ``until``; bad settings are dead-lettered once (by the group)."""
+    if cfg is None or book_default is None:
+        from worker.config import core_config_from_env
+        from worker.settings_env import default_settings_from_env
+        cfg = cfg or core_config_from_env()
+        book_default = book_default or default_settings_from_env(cfg)
+    out: list = []
+    once = Replayer(cfg, book=SettingsBook(book_default))
+    for key, value in settings:
+        out.extend(o for o in once.record(SETTINGS, key, value) if o[0] == DEAD_LETTER)
+    for p in sorted(events):
+        rp = Replayer(cfg, book=SettingsBook(book_default))
+        for key, value in settings:
+            rp.record(SETTINGS, key, value)
+        for _, key, value in events[p]:
+            out.extend(rp.record(EVENTS, key, value))
+        out.extend(rp.until(until))
+    return out
+
+
+def _norm(topic: str, value: dict, env: dict | None) -> dict:
+    if topic != DEAD_LETTER:
+        return value
+    value = {k: v for k, v in value.items() if k not in ("partition", "offset")}
+    if env is not None and value.get("topic") in env.values():
+        value["topic"] = default_name(env, value["topic"])
+    return value
+
+
+def compare(actual: list[Output], expected: list[tuple[str, str, dict]],
+            env: dict | None) -> dict:
+    """Per (topic, key): lost / duplicated / mismatched / unexpected / order errors."""
+    def ident(v: dict) -> bytes:
+        return orjson.dumps(v, option=orjson.OPT_SORT_KEYS)
+
+    got: dict[tuple, list[bytes]] = {}
+    for o in actual:
+        got.setdefault((o.topic, o.key or ""), []).append(ident(_norm(o.topic, o.value, env)))
+    want: dict[tuple, list[bytes]] = {}
+    for topic, key, value in expected:
+        want.setdefault((topic, key or ""), []).append(ident(_norm(topic, value, None)))
+
+    r = Counter()
+    per_topic: dict[str, Counter] = {}
+    examples: dict[str, list] = {"lost": [], "mismatched": [], "unexpected": [],
+                                 "non_identical_duplicates": [], "order": []}
+    for tk in set(got) | set(want):
+        topic = tk[0]
+        pt = per_topic.setdefault(topic, Counter())
+        a, e = got.get(tk, []), want.get(tk, [])
+        ca, ce = Counter(a), Counter(e)
+        pt["expected"] += len(e)
+        pt["published"] += len(a)
+        lost = [x for x in ce for _ in range(max(0, ce[x] - ca[x]))]
+        extra = [x for x in ca if ce[x] == 0 for _ in range(ca[x])]
+        dups = sum(ca[x] - ce[x] for x in ca if ce[x] and ca[x] > ce[x])
+        pt["duplicated"] += dups
+        # a lost and an unexpected record of the same session: a changed record
+        def sid(x: bytes):
+            return orjson.loads(x).get("session_id") if topic != DEAD_LETTER else None
+        lost_sids = Counter(sid(x) for x in lost if sid(x))
+        changed = 0
+        for x in set(extra):
+            s = sid(x)
+            if s and lost_sids[s] > 0:
+                lost_sids[s] -= 1
+                changed += 1
+                if len(examples["mismatched"]) < 5:
+                    examples["mismatched"].append({"topic": topic, "key": tk[1],
+                                                   "got": orjson.loads(x)})
+        pt["mismatched"] += changed
+        pt["lost"] += len(lost) - changed
+        pt["unexpected"] += len(extra) - changed
+        # two different values for one (topic, key, session_id) that replay has once
+        if topic != DEAD_LETTER:
+            vals: dict = {}
+            for x in ca:
+                vals.setdefault(sid(x), set()).add(x)
+            wvals = Counter(sid(x) for x in ce)
+            for s, vs in vals.items():
+                if len(vs) > max(1, wvals[s]):
+                    pt["non_identical_duplicates"] += 1
+                    if len(examples["non_identical_duplicates"]) < 5:
+                        examples["non_identical_duplicates"].append(
+                            {"topic": topic, "key": tk[1], "session_id": s})
+        if lost and len(examples["lost"]) < 5:
+            examples["lost"].append({"topic": topic, "key": tk[1], "want": orjson.loads(lost[0])})
+        if extra and len(examples["unexpected"]) < 5:
+            examples["unexpected"].append({"topic": topic, "key": tk[1],
+                                           "got": orjson.loads(extra[0])})
+        # order: first occurrences of the published records, in publication order
+        firsts = list(dict.fromkeys(a))
+        if not lost and not extra and firsts != list(dict.fromkeys(e)):
+            pt["order_errors"] += 1
+            if len(examples["order"]) < 5:
+                examples["order"].append({"topic": topic, "key": tk[1]})
+    for pt in per_topic.values():
+        r.update(pt)
+    lifecycle = [t for t in per_topic if t != DEAD_LETTER]
+    totals = {k: r[k] for k in ("expected", "published", "lost", "duplicated", "mismatched",
+                                "unexpected", "non_identical_duplicates", "order_errors")}
+    totals["lifecycle_mismatched"] = sum(per_topic[t]["mismatched"] + per_topic[t]["unexpected"]
+                                         for t in lifecycle)
+    totals["all_duplicates_identical"] = (r["non_identical_duplicates"] == 0
+                                          and r["mismatched"] == 0 and r["unexpected"] == 0)
+    return {"totals": totals,
+            "per_topic": {t: dict(c) for t, c in sorted(per_topic.items())},
+            "examples": {k: v for k, v in examples.items() if v}}
+
+
+def table(report: dict) -> str:
+    cols = ("expected", "published", "lost", "duplicated", "mismatched", "unexpected",
+            "non_identical_duplicates", "order_errors")
+    head = ["topic"] + [c.replace("non_identical_duplicates", "non-ident dup")
+                        .replace("order_errors", "order") for c in cols]
+    rows = [[t] + [str(c.get(k, 0)) for k in cols] for t, c in report["per_topic"].items()]
+    rows.append(["TOTAL"] + [str(report["totals"][k]) for k in cols])
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join(fmt.format(*r) for r in [head] + rows)
+
+
+# -- the run ----------------------------------------------------------------------------------
+def _check_alive(pool: list[WorkerProcess]) -> None:
+    for w in pool:
+        if w.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {w.proc.returncode}:\n{w.log()[-3000:]}")
+
+
+async def _wait_ready_async(worker: WorkerProcess, timeout_s: float = 90) -> None:
+    await asyncio.to_thread(worker.wait_ready, timeout_s)
+
+
+async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, terms: int = 1,
+                    workers: int = 2, partitions: int = 8, seed: int = 1,
+                    session_timeout: float = 6.0, log_dir: Path | None = None,
+                    write: Path | None = RESULTS, say=print) -> dict:
+    t0 = time.monotonic()
+    rnd = random.Random(seed)
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="chaos-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = unique_env("chaos", log_dir, partitions=partitions,
+                     FAUST_BROKER_SESSION_TIMEOUT=str(session_timeout),
+                     FAUST_BROKER_COMMIT_INTERVAL="1.0")
+    items, n_bad = chaos_log(events, users, seed)
+    lines = [orjson.dumps(i) for i in items]
+    await create_topics(env)
+    await produce_lines(env, lines)        # the whole log BEFORE any worker starts (R10)
+    ends = await end_offsets(env)
+    total = sum(ends.values())
+    say(f"produced {len(lines)} records ({n_bad} bad) to {topic_name(env, EVENTS)} "
+        f"in {time.monotonic() - t0:.1f} s; logs in {log_dir}")
+
+    incarnation = [0]
+
+    def start() -> WorkerProcess:
+        incarnation[0] += 1
+        return WorkerProcess(env, log_dir / f"worker-{incarnation[0]}.log").start()
+
+    pool = [start() for _ in range(workers)]
+    faults = ["kill"] * kills + ["term"] * terms
+    rnd.shuffle(faults)
+    # random moments of the consumption: progress fractions of the committed offsets
+    moments = sorted(rnd.uniform(0.05, 0.75) for _ in faults)
+    fired: list[dict] = []
+    admin = AIOKafkaAdminClient(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
+    await admin.start()
+    t_consume = time.monotonic()
+    try:
+        for fault, moment in zip(faults, moments):
+            while (done := await group_progress(admin, env, ends)) < moment * total:
+                _check_alive(pool)
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(rnd.uniform(0.3, 1.5))
+            if fault == "term":
+                # a worker that is still starting is SIGKILLed by tests, not SIGTERMed
+                i = rnd.randrange(len(pool))
+                await _wait_ready_async(pool[i])
+            else:
+                i = rnd.randrange(len(pool))
+            victim = pool[i]
+            done = await group_progress(admin, env, ends)
+            ready = READY_LINE in victim.log()
+            sig = signal.SIGKILL if fault == "kill" else signal.SIGTERM
+            code = await asyncio.to_thread(victim.stop, sig)
+            pool[i] = start()
+            fired.append({"fault": fault, "worker": i, "committed": done,
+                          "progress": round(done / total, 3), "victim_was_ready": ready,
+                          "during_consumption": done < total, "exit_code": code,
+                          "at_s": round(time.monotonic() - t_consume, 1)})
+            say(f"  {fault:4s} worker {i} at {done}/{total} committed "
+                f"(t={fired[-1]['at_s']} s, ready={ready}, exit {code}); restarted")
+            if fault == "term" and code != 0:
+                raise AssertionError(f"SIGTERM exit code {code}:\n{victim.log()[-3000:]}")
+        deadline = time.monotonic() + 300
+        while await group_progress(admin, env, ends) < total:
+            if time.monotonic() > deadline:
+                raise AssertionError("the group did not commit the whole log in 300 s")
+            _check_alive(pool)
+            await asyncio.sleep(0.2)
+        consumed_s = time.monotonic() - t_consume
+        say(f"group committed all {total} records in {consumed_s:.1f} s")
+
+        settings, evs = await read_inputs(env)
+        from worker.config import core_config_from_env
+        lateness = core_config_from_env().lateness_ms
+        expected = replay_per_partition(settings, evs, until=int(time.time() * 1000) - lateness)
+        actual = await read_outputs(env, want=len(expected), quiet_s=3.0, timeout_s=120)
+    finally:
+        await admin.close()
+        codes = [await asyncio.to_thread(w.stop, signal.SIGTERM) for w in pool]
+    report = compare(actual, expected, env)
+    report["run"] = {"events": events, "users": users, "bad_records": n_bad,
+                     "input_records": len(lines), "workers": workers,
+                     "partitions": partitions, "kills": kills, "terms": terms, "seed": seed,
+                     "session_timeout_s": session_timeout, "faults": fired,
+                     "consume_s": round(consumed_s, 1),
+                     "runtime_s": round(time.monotonic() - t0, 1),
+                     "final_exit_codes": codes, "logs": str(log_dir),
+                     "app_id": env["WORKER_APP_ID"]}
+    if write:
+        write.parent.mkdir(parents=True, exist_ok=True)
+        write.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    return report
+
+
+# -- abuse: one key, a very long stream (R25) ----------------------------------------------
+def abuse(n: int = 1_000_000, check_every: int = 10_000, say=print) -> dict:
+    """One key receives ``n`` events (messages, auth with new profiles, context with new
+    variables and tags): its state must stay within the R25 bounds all along."""
+    from worker.config import core_config_from_env
+    from worker.settings_env import default_settings_from_env
+    cfg = core_config_from_env()
+    lim = cfg.limits
+    part = PartitionSessions(cfg, SettingsBook(default_settings_from_env(cfg)))
+    key, t0, ts = "abuse:one", time.monotonic(), 1_700_000_000_000
+    now = int(time.time() * 1000)
+    worst = Counter()
+    outputs = 0
+    for i in range(n):
+        ts += 1_000
+        kind = i % 8
+        v = {"event_id": f"e{i}", "app_id": "abuse", "user_id": "one", "ts": ts,
+             "channel": "web", "type": "user_message"}
+        if kind == 1:
+            v["type"] = "agent_message"
+        elif kind == 2:
+            v.update(type="auth", auth_profile=f"p{i}")
+        elif kind == 3:
+            v.update(type="context", tags=[f"t{i}", f"u{i}"], sentiment={f"s{i}": 0.5},
+                     dialog={"intent": f"i{i}"},
+                     variables=[{"name": f"v{i}", "value": "x" * 32},
+                                {"name": f"w{i}", "value": i, "ttl_s": 10**6}])
+        ev = decode_event(key.encode(), orjson.dumps(v), now)
+        outputs += len(part.on_event(ev))
+        if i % check_every == 0 or i == n - 1:
+            st = part.states[key]
+            sizes = {"seen_bytes": len(st.seen), "variables": len(st.vars or ()),
+                     "auth_profiles": len(st.auth or ()), "tags": len(st.tags or ()),
+                     "historic_tags": len(st.hist or ()),
+                     "sentiment_tones": len(st.sentiment or ())}
+            for k, s in sizes.items():
+                worst[k] = max(worst[k], s)
+    bounds = {"seen_bytes": lim.event_ids * DIGEST_SIZE, "variables": lim.variables,
+              "auth_profiles": lim.auth_profiles, "tags": lim.tags,
+              "historic_tags": lim.historic_tags, "sentiment_tones": lim.sentiment_tones}
+    ok = all(worst[k] <= bounds[k] for k in bounds)
+    report = {"events": n, "outputs": outputs, "max_seen": dict(worst), "bounds": bounds,
+              "bounded": ok, "runtime_s": round(time.monotonic() - t0, 1),
+              "stats": dict(part.stats)}
+    say(f"abuse: {n} events for one key in {report['runtime_s']} s; max sizes {dict(worst)} "
+        f"vs bounds {bounds}: {'BOUNDED' if ok else 'UNBOUNDED'}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.chaos.chaos", description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--users", type=int, default=2_000)
+    ap.add_argument("--kills", type=int, default=3)
+    ap.add_argument("--terms", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--session-timeout", type=float, default=6.0,
+                    help="FAUST_BROKER_SESSION_TIMEOUT of the workers (s)")
+    ap.add_argument("--log-dir", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--abuse", action="store_true",
+                    help="offline: one key, --abuse-events events through PartitionSessions")
+    ap.add_argument("--abuse-events", type=int, default=1_000_000)
+    args = ap.parse_args(argv)
+    if args.abuse:
+        report = abuse(args.abuse_events)
+        out = args.out.with_name("chaos-abuse-latest.json") if args.out == RESULTS else args.out
+        out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+        return 0 if report["bounded"] else 1
+    report = asyncio.run(run_chaos(args.events, args.users, args.kills, args.terms,
+                                   args.workers, args.partitions, args.seed,
+                                   args.session_timeout, args.log_dir, args.out))
+    print(table(report))
+    t = report["totals"]
+    print(f"lost={t['lost']} duplicated={t['duplicated']} "
+          f"all_duplicates_identical={t['all_duplicates_identical']} "
+          f"mismatched={t['mismatched']} unexpected={t['unexpected']} "
+          f"order_errors={t['order_errors']} runtime={report['run']['runtime_s']} s "
+          f"-> {args.out}")
+    ok = (t["lost"] == 0 and t["mismatched"] == 0 and t["unexpected"] == 0
+          and t["order_errors"] == 0 and t["all_duplicates_identical"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
