@@ -87,15 +87,14 @@ class BatchMetrics:
 
 
 def refresh_gauges(registry, clock, ready: bool, now_ms: int, known: set[int]) -> set[int]:
-    """Per-partition gauges (a pass over each partition's keys: run it rarely).
+    """Per-partition gauges, from counters the core keeps (no pass over the keys).
     Returns the partitions reported, so that series of revoked ones get removed."""
     metrics.ready.set(1 if ready else 0)
     reported = set()
     for partition, part in registry.items():
         label = str(partition)
         reported.add(partition)
-        metrics.open_sessions.labels(label).set(
-            sum(1 for st in part.states.values() if st.sid is not None))
+        metrics.open_sessions.labels(label).set(part.open_sessions)
         metrics.state_entries.labels(label).set(len(part.states))
         watermark = part.watermark
         if watermark > 0:

@@ -15,7 +15,7 @@ from .deadlines import DeadlineIndex
 from .events import Event
 from .ids import DIGEST_SIZE, seen_contains
 from hashlib import blake2b as _digest
-from .outputs import Output
+from .outputs import CLOSED, OPENED, Output
 from .settings import SettingsBook
 from .state import KeyState
 
@@ -33,12 +33,26 @@ class PartitionSessions:
         self.stream_time = NO_TIME   # greatest ts of a valid event consumed (R10)
         self.watermark = NO_TIME     # never moves backwards
         self.dirty: set[str] = set()
+        self.open_sessions = 0       # kept in step with the outputs, for metrics
         self.stats: dict[str, int] = defaultdict(int)
 
     # -- input ----------------------------------------------------------------------
     def on_event(self, ev: Event) -> list[Output]:
         """R10: the record first advances the clock (closing what became due), then
         is applied (R21 duplicates change nothing)."""
+        outs = self._on_event(ev)
+        if outs:
+            self._count_open(outs)
+        return outs
+
+    def _count_open(self, outs: list[Output]) -> None:
+        for topic, _, _ in outs:
+            if topic == OPENED:
+                self.open_sessions += 1
+            elif topic == CLOSED:
+                self.open_sessions -= 1
+
+    def _on_event(self, ev: Event) -> list[Output]:
         outs: list[Output] = []
         ts = ev.ts
         if ts > self.stream_time:
@@ -74,6 +88,7 @@ class PartitionSessions:
         if watermark > self.watermark:
             self.watermark = watermark
             self._fire(outs)
+            self._count_open(outs)
         return outs
 
     def on_settings_changed(self, app_id: str) -> list[Output]:
@@ -84,17 +99,23 @@ class PartitionSessions:
                 self._reindex(key, st)
         outs: list[Output] = []
         self._fire(outs)
+        self._count_open(outs)
         return outs
 
     # -- persistence -------------------------------------------------------------------
     def load(self, key: str, st: KeyState | None) -> None:
         """Restore one key (recovery); None deletes it."""
+        old = self.states.get(key)
+        if old is not None and old.sid is not None:
+            self.open_sessions -= 1
         if st is None:
             self.states.pop(key, None)
             self.index.set(key, None)
         else:
             self.states[key] = st
             self._reindex(key, st)
+            if st.sid is not None:
+                self.open_sessions += 1
 
     def clock(self) -> list[int]:
         return [self.stream_time, self.watermark]
