@@ -11,7 +11,11 @@ import pytest
 
 from tests.chaos.chaos import run_chaos, table
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+# Not in the default `make test` run: after several quick SIGKILLs a surviving worker can
+# stop consuming some of its partitions (an open Faust recovery/flow hang, see
+# docs/live-worker.md "Known limits"); a hang would fail CI at random. Run it with
+# `make chaos` (or `pytest -m chaos`).
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
 
 
 def test_kills_and_restarts_lose_nothing_and_duplicates_are_identical(kafka, tmp_path):
