@@ -30,11 +30,6 @@ class PartitionRegistry:
         self.table = table
         self.parts: dict[int, PartitionSessions] = {}
         self.written_clock: dict[int, list[int]] = {}   # last clock written per partition
-        # Next events offset each partition's state reflects, written with the clock in
-        # the same batch. Records below it after a restore are already in the state and
-        # their outputs were delivered before the state was written: they are skipped, so
-        # a crash between the state write and Faust's offset commit replays nothing.
-        self.next_offset: dict[int, int] = {}
         self.assigned: set[int] = set()
 
     def __contains__(self, partition: int) -> bool:
@@ -59,7 +54,6 @@ class PartitionRegistry:
         for partition in dropped:
             part = self.parts.pop(partition)
             self.written_clock.pop(partition, None)
-            self.next_offset.pop(partition, None)
             self.table.forget(partition, list(part.states))
         if dropped:
             log.info("dropped partitions %s (revoked)", sorted(dropped))
@@ -78,10 +72,8 @@ class PartitionRegistry:
             for key, st in found.states:
                 part.load(key, st)
             if found.clock is not None:
-                part.restore_clock(found.clock[:2])
-                if len(found.clock) > 2:
-                    self.next_offset[partition] = found.clock[2]
-            self.written_clock[partition] = self._clock_record(partition, part)
+                part.restore_clock(found.clock)
+            self.written_clock[partition] = part.clock()
             part.take_dirty()           # loading is not a change
             self.parts[partition] = part
             log.info("partition %d: restored %d keys, clock %s",
@@ -102,7 +94,7 @@ class PartitionRegistry:
         writes = {}
         for partition, part in self.parts.items():
             dirty = part.take_dirty()
-            clock = self._clock_record(partition, part)
+            clock = part.clock()
             if clock == self.written_clock.get(partition):
                 clock = None
             else:
@@ -110,10 +102,6 @@ class PartitionRegistry:
             if dirty or clock is not None:
                 writes[partition] = (dirty, clock)
         return writes
-
-    def _clock_record(self, partition: int, part: PartitionSessions) -> list[int]:
-        """[stream_time, watermark, next events offset] as stored under ``#clock/<p>``."""
-        return [*part.clock(), self.next_offset.get(partition, 0)]
 
     def stats(self) -> dict[str, int]:
         total: dict[str, int] = {}

@@ -70,7 +70,6 @@ class BatchProcessor:
         seen: set[int] = set()
         events_topic = self.events_topic
         progress = self.clock.progress
-        next_offset = registry.next_offset
         for event in batch:                                              # 2
             msg = event.message
             partition = msg.partition
@@ -80,11 +79,6 @@ class BatchProcessor:
                 continue
             part = registry.get(partition)
             progress.handled(partition, msg.offset)
-            offset = msg.offset
-            if offset < next_offset.get(partition, 0):
-                self.counts["already_applied"] += 1     # state restored past it: skip
-                continue
-            next_offset[partition] = offset + 1
             decoded = decode_event(msg.key, msg.value, now, self.max_bytes,
                                    self.future_skew_ms)
             if type(decoded) is Reject:

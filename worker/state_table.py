@@ -3,9 +3,8 @@
 Table layout (keys and values are raw bytes):
 
 - ``app_id:user_id`` -> ``orjson([partition, to_wire(KeyState)])``; deleted = tombstone
-- ``#clock/<p>``     -> ``orjson([partition, [stream_time, watermark, next_offset]])``
-  (one per events partition; the name has no ``:`` so it can never be an event key;
-  ``next_offset`` is the first events offset the state does not reflect yet)
+- ``#clock/<p>``     -> ``orjson([partition, [stream_time, watermark]])`` (one per events
+  partition; the name has no ``:`` so it can never be an event key)
 
 Why the partition is in the value: Faust's memory store is one dict for all partitions
 (it only remembers the partition of keys it *recovered*, not of keys written live), so
