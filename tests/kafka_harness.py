@@ -163,13 +163,13 @@ class Output:
 
 
 async def consume_outputs(env: dict, quiet_s: float = 3.0, timeout_s: float = 90.0,
-                          until=None) -> list[Output]:
+                          until=None, isolation_level: str = "read_uncommitted") -> list[Output]:
     """Read all output topics from the beginning. Stops when ``until(outputs)`` is true
     and nothing new arrived for ``quiet_s`` (or, without ``until``, after ``quiet_s`` of
     silence), or after ``timeout_s``."""
     consumer = AIOKafkaConsumer(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
                                 group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", isolation_level=isolation_level)
     await consumer.start()
     try:
         n = int(env.get("TOPIC_PARTITIONS", "8"))

@@ -243,7 +243,3 @@ def dead_letter(reject: Reject, topic: str, partition: int, offset: int,
 
 
 encode = orjson.dumps
-
-
-def decode_json(data: bytes):
-    return orjson.loads(data)

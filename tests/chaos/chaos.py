@@ -51,8 +51,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench import synthetic
-from tests.kafka_harness import (OUTPUTS, READY_LINE, REPO, Output, WorkerProcess, create_topics,
-                                 default_name, produce_lines, topic_name, unique_env)
+from tests.kafka_harness import (READY_LINE, REPO, Output, WorkerProcess, consume_outputs,
+                                 create_topics, default_name, produce_lines, topic_name,
+                                 unique_env)
 from worker.codec import decode_event
 from worker.domain import DEAD_LETTER, CoreConfig, PartitionSessions, SettingsBook
 from worker.domain.ids import DIGEST_SIZE
@@ -166,33 +167,11 @@ async def read_outputs(env: dict, want: int = 0, quiet_s: float = 3.0,
                        timeout_s: float = 120.0) -> list[Output]:
     """Every output topic from the beginning (read_committed), until at least ``want``
     distinct records were seen and nothing new arrived for ``quiet_s``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-                                group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", isolation_level="read_committed")
-    await consumer.start()
-    try:
-        n = int(env.get("TOPIC_PARTITIONS", "8"))
-        tps = [TopicPartition(topic_name(env, t), p) for t in OUTPUTS for p in range(n)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[Output] = []
-        distinct: set = set()
-        start = last = time.monotonic()
-        while time.monotonic() - start < timeout_s:
-            batches = await consumer.getmany(timeout_ms=200)
-            for tp, records in batches.items():
-                for r in records:
-                    o = Output(default_name(env, tp.topic),
-                               r.key.decode(errors="replace") if r.key is not None else None,
-                               orjson.loads(r.value), tp.partition, r.offset, r.timestamp, 0)
-                    out.append(o)
-                    distinct.add((o.topic, o.key, r.value))
-                    last = time.monotonic()
-            if len(distinct) >= want and time.monotonic() - last >= quiet_s:
-                break
-        return out
-    finally:
-        await consumer.stop()
+    def enough(out: list[Output]) -> bool:
+        return len(out) >= want and len(
+            {(o.topic, o.key, orjson.dumps(o.value)) for o in out}) >= want
+    return await consume_outputs(env, quiet_s=quiet_s, timeout_s=timeout_s, until=enough,
+                                 isolation_level="read_committed")
 
 
 async def group_progress(admin: AIOKafkaAdminClient, env: dict,

@@ -13,8 +13,7 @@ from . import rules
 from .config import CoreConfig
 from .deadlines import DeadlineIndex
 from .events import Event
-from .ids import DIGEST_SIZE, seen_contains
-from hashlib import blake2b as _digest
+from .ids import event_digest, seen_contains
 from .outputs import CLOSED, OPENED, Output
 from .settings import SettingsBook
 from .state import KeyState
@@ -63,7 +62,7 @@ class PartitionSessions:
                     self._fire(outs)
         key = ev.key
         st = self.states.get(key)
-        digest = _digest(ev.event_id.encode(), digest_size=DIGEST_SIZE).digest()
+        digest = event_digest(ev.event_id)
         if st is not None:
             if st.seen.find(digest) != -1 and seen_contains(st.seen, digest):
                 self.stats["duplicates"] += 1
