@@ -29,6 +29,7 @@ import logging
 import os
 
 import faust
+from faust.types import TP
 
 from . import logs, observability
 from .clock import WallClock
@@ -86,7 +87,8 @@ class Worker:
         self.registry = PartitionRegistry(ws.core, book, self.state)
         self.clock = WallClock(app, ws.topic_events, ws.core.lateness_ms)
         self.processor = BatchProcessor(ws, self.registry, self.state, self.publisher,
-                                        self.clock, feed)
+                                        self.clock, feed,
+                                        generation=lambda: app.consumer_generation_id)
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw",
                    value_serializer="raw")
         self.source = app.topic(ws.topic_events, ws.topic_ticks, **raw)
@@ -120,6 +122,40 @@ class Worker:
     async def on_assigned(self, sender, assigned, **kwargs) -> None:
         self.recovered = False
         self.registry.retain(self._events_partitions(assigned))
+        self._hook_seek()
+
+    def _hook_seek(self) -> None:
+        """Run ``seek_to_state`` right after every ``Consumer.perform_seek``: Faust
+        seeks the input partitions to their committed offsets once recovery completed
+        (after ``on_recovered``), and we may need to move some back from there."""
+        consumer = self.app.consumer
+        if getattr(consumer, "_sessions_hooked", False):
+            return
+        perform_seek = consumer.perform_seek
+
+        async def perform_seek_then_state() -> None:
+            await perform_seek()
+            await self.seek_to_state()
+
+        consumer.perform_seek = perform_seek_then_state
+        consumer._sessions_hooked = True
+
+    async def seek_to_state(self) -> None:
+        """The table records how far each events partition was processed (its
+        ``next_offset``). Offsets are committed only after the state is durable, so the
+        committed offset should never be ahead of it; if it is (an offset committed for a
+        record never processed), read again from the table's position instead of
+        skipping records."""
+        consumer = self.app.consumer
+        for partition, nxt in sorted(self.registry.next_offset.items()):
+            tp = TP(self.ws.topic_events, partition)
+            committed = consumer._committed_offset.get(tp)
+            if committed is not None and committed > nxt:
+                self.processor.counts["seeks_back_to_state"] += 1
+                log.warning("events partition %d: committed offset %d is ahead of the "
+                            "state (%d); reading again from %d", partition, committed,
+                            nxt, nxt)
+                await consumer.seek(tp, nxt)
 
     async def on_shutdown(self, sender, **kwargs) -> None:
         # Faust sends this after its consumer stopped and every delivered record was
@@ -139,6 +175,7 @@ class Worker:
             assigned = self._events_partitions(self.app.assignor.assigned_actives())
             loaded = self.registry.rebuild(assigned)
             self.clock.progress.reset()
+            self.processor.last_offset.clear()
             self.recovered = True
             log.info("recovered: own events partitions %s (loaded %s)",
                      sorted(assigned), sorted(loaded))

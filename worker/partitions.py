@@ -12,6 +12,15 @@ Lifecycle (driven by ``worker.app``):
    ``load`` and its clock restored. Partitions we kept across the rebalance stay as they
    are: every batch writes its changes before it is acknowledged, so the in-memory state
    already equals the table.
+
+Input positions are stored with the state (Kafka Streams' model): the clock record of
+partition ``p`` also carries ``next_offset``, one past the last events record whose
+effects the table holds. It is written after the batch's key records on the same
+changelog partition (one ordered, idempotent producer), so a restored ``next_offset``
+never claims more than the restored keys contain. The processor skips records below it
+(they were processed before a restart or rebalance but their offsets were not committed
+yet), and ``worker.app`` seeks back to it should the committed offset be ahead of it —
+so the table, not Faust's offset commits, decides what has been processed.
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ class PartitionRegistry:
         self.table = table
         self.parts: dict[int, PartitionSessions] = {}
         self.written_clock: dict[int, list[int]] = {}   # last clock written per partition
+        self.next_offset: dict[int, int] = {}      # events partition -> next offset to process
         self.assigned: set[int] = set()
 
     def __contains__(self, partition: int) -> bool:
@@ -54,6 +64,7 @@ class PartitionRegistry:
         for partition in dropped:
             part = self.parts.pop(partition)
             self.written_clock.pop(partition, None)
+            self.next_offset.pop(partition, None)
             self.table.forget(partition, list(part.states))
         if dropped:
             log.info("dropped partitions %s (revoked)", sorted(dropped))
@@ -72,13 +83,20 @@ class PartitionRegistry:
             for key, st in found.states:
                 part.load(key, st)
             if found.clock is not None:
-                part.restore_clock(found.clock)
-            self.written_clock[partition] = part.clock()
+                part.restore_clock(found.clock[:2])
+                if len(found.clock) > 2:
+                    self.next_offset[partition] = found.clock[2]
+            self.written_clock[partition] = self._clock(partition, part)
             part.take_dirty()           # loading is not a change
             self.parts[partition] = part
             log.info("partition %d: restored %d keys, clock %s",
                      partition, len(found.states), found.clock)
         return missing
+
+    def _clock(self, partition: int, part: PartitionSessions) -> list[int]:
+        clock = part.clock()
+        nxt = self.next_offset.get(partition)
+        return clock if nxt is None else clock + [nxt]
 
     def on_settings_changed(self, app_id: str) -> list:
         """R19: recompute deadlines of ``app_id``'s keys in every local partition."""
@@ -88,13 +106,13 @@ class PartitionRegistry:
         return outs
 
     def collect_writes(self) -> dict[int, tuple[dict, list[int] | None]]:
-        """Per partition: the keys changed since the last call and the clock when it
-        moved since it was last written. Snapshot taken synchronously, so it describes
+        """Per partition: the keys changed since the last call and the clock
+        ``[stream_time, watermark, next_offset]`` when it moved since it was last written. Snapshot taken synchronously, so it describes
         exactly the outputs produced so far."""
         writes = {}
         for partition, part in self.parts.items():
             dirty = part.take_dirty()
-            clock = part.clock()
+            clock = self._clock(partition, part)
             if clock == self.written_clock.get(partition):
                 clock = None
             else:

@@ -13,6 +13,13 @@ topic and of the co-partitioned ticks topic. For each batch, in this order:
    and awaited too; the batch's records are acknowledged after we return, so Faust
    commits their offsets only after outputs and state are durable (at-least-once; a
    re-delivered event is a duplicate of the restored state and emits nothing, R21).
+   The clock record carries the partition's next offset, so after a restart or a
+   rebalance records the table already reflects are skipped, not processed again
+   (``worker.partitions``).
+
+Records fetched in an earlier consumer generation are dropped (they are read again
+after the rebalance's seek), and records below the partition's stored ``next_offset``
+are skipped (``worker.partitions``): each record is applied once, in offset order.
 
 Nothing here awaits per record: two awaits per batch (outputs, then state).
 """
@@ -24,6 +31,7 @@ import os
 import sys
 import time
 from collections import Counter
+from typing import Callable
 
 from .clock import WallClock
 from .codec import Reject, decode_event
@@ -41,7 +49,9 @@ EXIT_BATCH_FAILED = 70
 
 class BatchProcessor:
     def __init__(self, ws: WorkerSettings, registry: PartitionRegistry, table: StateTable,
-                 publisher: Publisher, clock: WallClock, feed: SettingsFeed) -> None:
+                 publisher: Publisher, clock: WallClock, feed: SettingsFeed,
+                 generation: Callable[[], int] = lambda: 0) -> None:
+        self.generation = generation      # the consumer group generation now
         self.events_topic = ws.topic_events
         self.max_bytes = ws.max_record_bytes
         self.future_skew_ms = ws.future_skew_ms
@@ -52,6 +62,7 @@ class BatchProcessor:
         self.feed = feed
         self.counts: Counter[str] = Counter()
         self.metrics = BatchMetrics()
+        self.last_offset: dict[int, int] = {}     # events partition -> last offset handled
 
     async def handle(self, batch) -> None:
         started = time.perf_counter()
@@ -70,15 +81,38 @@ class BatchProcessor:
         seen: set[int] = set()
         events_topic = self.events_topic
         progress = self.clock.progress
+        next_offset = registry.next_offset
+        generation = self.generation()
         for event in batch:                                              # 2
             msg = event.message
+            if msg.generation_id != generation:
+                # Fetched before the last rebalance but still in Faust's take buffer
+                # (faust-streaming #221/#236): after the rebalance Faust seeks back to
+                # the committed offset, so this record comes again, in order.
+                self.counts["stale_generation_dropped"] += 1
+                continue
             partition = msg.partition
             seen.add(partition)
             if msg.topic != events_topic:
                 self.counts["ticks"] += 1
                 continue
             part = registry.get(partition)
-            progress.handled(partition, msg.offset)
+            offset = msg.offset
+            progress.handled(partition, offset)
+            if offset < next_offset.get(partition, 0):     # the table already has it
+                self.counts["replayed_skipped"] += 1
+                continue
+            next_offset[partition] = offset + 1
+            last = self.last_offset.get(partition)
+            if last is None:
+                log.info("events partition %d: first offset %d", partition, offset)
+            elif offset != last + 1:
+                # compacted or transactional inputs skip offsets; anything else is a
+                # record Faust did not deliver, so say it
+                self.counts["offset_discontinuities"] += 1
+                log.warning("events partition %d: offset %d after %d", partition,
+                            offset, last)
+            self.last_offset[partition] = offset
             decoded = decode_event(msg.key, msg.value, now, self.max_bytes,
                                    self.future_skew_ms)
             if type(decoded) is Reject:

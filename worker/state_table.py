@@ -3,8 +3,10 @@
 Table layout (keys and values are raw bytes):
 
 - ``app_id:user_id`` -> ``orjson([partition, to_wire(KeyState)])``; deleted = tombstone
-- ``#clock/<p>``     -> ``orjson([partition, [stream_time, watermark]])`` (one per events
-  partition; the name has no ``:`` so it can never be an event key)
+- ``#clock/<p>``     -> ``orjson([partition, [stream_time, watermark, next_offset]])``
+  (one per events partition; the name has no ``:`` so it can never be an event key;
+  ``next_offset`` is one past the last events record the table reflects, see
+  ``worker.partitions``; records written before it existed have only two items)
 
 Why the partition is in the value: Faust's memory store is one dict for all partitions
 (it only remembers the partition of keys it *recovered*, not of keys written live), so

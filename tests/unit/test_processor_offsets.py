@@ -1,0 +1,149 @@
+"""The batch processor against a recording publisher (no broker): input positions are
+stored with the state, and records the table already reflects are skipped after a
+restart instead of being applied again."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import faust
+import orjson
+import pytest
+
+from worker.partitions import PartitionRegistry
+from worker.processor import BatchProcessor
+from worker.publisher import Publisher
+from worker.settings_env import settings_from_env
+from worker.state_table import StateTable, clock_key
+
+EVENTS = "conversation-events"
+
+
+class RecordingPublisher(Publisher):
+    """Delivery succeeds at once; what was delivered is kept in order."""
+
+    def __init__(self, names: dict) -> None:
+        super().__init__({"bootstrap_servers": "localhost:1"}, "unit", names)
+        self.delivered: list[tuple[str, int, bytes | None, bytes | None]] = []
+
+    async def deliver(self, outbox, timeout: float = 0.0) -> list:
+        for (topic, partition), records in outbox.staged.items():
+            self.delivered.extend((topic, partition, k, v) for k, v in records)
+        outbox.staged.clear()
+        return []
+
+
+class FakeClock:
+    """A lagging partition: the wall clock is never used (R10)."""
+
+    def __init__(self) -> None:
+        from worker.clock import PartitionProgress
+        self.progress = PartitionProgress()
+
+    def clock(self) -> int:
+        return 1_000_000
+
+    async def watermark(self, partition: int):
+        return None
+
+
+class NoSettings:
+    def drain(self) -> list:
+        return []
+
+
+def record(offset: int, event: dict, partition: int = 0):
+    msg = SimpleNamespace(topic=EVENTS, partition=partition, offset=offset, generation_id=0,
+                          key=f"{event['app_id']}:{event['user_id']}".encode(),
+                          value=orjson.dumps(event))
+    return SimpleNamespace(message=msg)
+
+
+def event(i: int, user: str = "u1") -> dict:
+    return {"event_id": f"e{i}", "app_id": "app", "user_id": user, "ts": 1_000 + i,
+            "type": "user_message", "channel": "web", "intent": None}
+
+
+@pytest.fixture
+def worker_parts(monkeypatch, tmp_path):
+    monkeypatch.setenv("STATE_DIR", str(tmp_path))
+    ws = settings_from_env()
+    app = faust.App("unit-proc", broker="kafka://localhost:1", store="memory://",
+                    autodiscover=False, web_enabled=False)
+    table = app.Table("sessions", partitions=2, key_type=bytes, value_type=bytes)
+    pub = RecordingPublisher(ws.output_topics)
+    pub.partitions = {name: 4 for name in ws.output_topics.values()}
+    return ws, table, pub
+
+
+def make_processor(ws, table, pub) -> tuple[BatchProcessor, PartitionRegistry]:
+    from worker.domain import SettingsBook
+    state = StateTable(table)
+    registry = PartitionRegistry(ws.core, SettingsBook(ws.default_settings), state)
+    registry.rebuild({0})
+    return BatchProcessor(ws, registry, state, pub, FakeClock(), NoSettings()), registry
+
+
+def lifecycle(pub: RecordingPublisher) -> list[bytes]:
+    return [v for t, _, _, v in pub.delivered if not t.endswith("changelog")]
+
+
+def test_clock_record_carries_the_next_offset_with_the_state(worker_parts):
+    ws, table, pub = worker_parts
+    proc, _ = make_processor(ws, table, pub)
+    asyncio.run(proc.handle([record(0, event(0)), record(1, event(1))]))
+    stored = orjson.loads(table.data[clock_key(0)])
+    assert stored[0] == 0 and stored[1][2] == 2                # next offset: 2
+    # the clock record follows the key records on the same changelog partition
+    changelog = [k for t, p, k, _ in pub.delivered if t.endswith("changelog")]
+    assert changelog == [b"app:u1", clock_key(0)]
+
+
+def test_records_the_restored_table_already_reflects_are_skipped_after_restart(worker_parts):
+    """At-least-once redelivery (offsets not yet committed at a crash) is recognised by
+    offset, not only by event id (R21): nothing is applied twice."""
+    ws, table, pub = worker_parts
+    first, _ = make_processor(ws, table, pub)
+    asyncio.run(first.handle([record(0, event(0)), record(1, event(1))]))
+    published = len(lifecycle(pub))
+    assert published == 1                                        # session-opened
+
+    second, registry = make_processor(ws, table, pub)            # a restarted worker
+    assert registry.next_offset == {0: 2}
+    asyncio.run(second.handle([record(0, event(0)), record(1, event(1)),
+                               record(2, event(2))]))
+    assert second.counts["replayed_skipped"] == 2
+    assert len(lifecycle(pub)) == published                      # nothing re-emitted
+    assert registry.get(0).states["app:u1"].user_events == 3     # 0, 1, then 2 once
+    assert orjson.loads(table.data[clock_key(0)])[1][2] == 3
+
+
+def test_rejected_records_also_move_the_stored_position_R20(worker_parts):
+    ws, table, pub = worker_parts
+    proc, registry = make_processor(ws, table, pub)
+    bad = record(0, event(0))
+    bad.message.value = b"not json"
+    asyncio.run(proc.handle([bad]))
+    assert registry.next_offset == {0: 1}
+    assert orjson.loads(table.data[clock_key(0)])[1][2] == 1
+    dlq = [v for t, _, _, v in pub.delivered if t == ws.output_topics["conversation-events-dlq"]]
+    assert len(dlq) == 1 and orjson.loads(dlq[0])["reason"] == "not_json"
+
+
+def test_records_fetched_before_a_rebalance_are_dropped_not_applied_out_of_order(worker_parts):
+    """faust-streaming #221/#236: records buffered before a rebalance can reach the
+    agent after it, ahead of the records Faust reads again from the committed offset.
+    They carry the old generation and are dropped; the re-read copies are applied."""
+    ws, table, pub = worker_parts
+    proc, registry = make_processor(ws, table, pub)
+    proc.generation = lambda: 2
+    stale = record(5, event(5))
+    stale.message.generation_id = 1
+    fresh = [record(i, event(i)) for i in range(6)]
+    for r in fresh:
+        r.message.generation_id = 2
+    asyncio.run(proc.handle([stale]))
+    assert proc.counts["stale_generation_dropped"] == 1 and registry.next_offset == {}
+    asyncio.run(proc.handle(fresh))
+    assert registry.next_offset == {0: 6} and proc.counts["offset_discontinuities"] == 0
+    assert registry.get(0).states["app:u1"].user_events == 6
