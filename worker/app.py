@@ -88,7 +88,8 @@ class Worker:
         self.clock = WallClock(app, ws.topic_events, ws.core.lateness_ms)
         self.processor = BatchProcessor(ws, self.registry, self.state, self.publisher,
                                         self.clock, feed,
-                                        generation=lambda: app.consumer_generation_id)
+                                        generation=lambda: app.consumer_generation_id,
+                                        seek=self.seek_events)
         raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw",
                    value_serializer="raw")
         self.source = app.topic(ws.topic_events, ws.topic_ticks, **raw)
@@ -140,6 +141,9 @@ class Worker:
         consumer.perform_seek = perform_seek_then_state
         consumer._sessions_hooked = True
 
+    async def seek_events(self, partition: int, offset: int) -> None:
+        await self.app.consumer.seek(TP(self.ws.topic_events, partition), offset)
+
     async def seek_to_state(self) -> None:
         """The table records how far each events partition was processed (its
         ``next_offset``). Offsets are committed only after the state is durable, so the
@@ -175,7 +179,7 @@ class Worker:
             assigned = self._events_partitions(self.app.assignor.assigned_actives())
             loaded = self.registry.rebuild(assigned)
             self.clock.progress.reset()
-            self.processor.last_offset.clear()
+            self.processor.guard.reset()
             self.recovered = True
             log.info("recovered: own events partitions %s (loaded %s)",
                      sorted(assigned), sorted(loaded))

@@ -15,7 +15,9 @@ topic and of the co-partitioned ticks topic. For each batch, in this order:
    re-delivered event is a duplicate of the restored state and emits nothing, R21).
    The clock record carries the partition's next offset, so after a restart or a
    rebalance records the table already reflects are skipped, not processed again
-   (``worker.partitions``).
+   (``worker.partitions``);
+6. partitions where records were found missing are sought back to the first missing
+   offset (``worker.offsets``), so they are read again before anything after them.
 
 Records fetched in an earlier consumer generation are dropped (they are read again
 after the rebalance's seek), and records below the partition's stored ``next_offset``
@@ -31,11 +33,12 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Callable
+from typing import Awaitable, Callable
 
 from .clock import WallClock
 from .codec import Reject, decode_event
 from .observability import BatchMetrics
+from .offsets import DROP_AND_SEEK, SKIP, OffsetGuard
 from .partitions import PartitionRegistry
 from .publisher import Publisher
 from .settings_env import WorkerSettings
@@ -50,7 +53,8 @@ EXIT_BATCH_FAILED = 70
 class BatchProcessor:
     def __init__(self, ws: WorkerSettings, registry: PartitionRegistry, table: StateTable,
                  publisher: Publisher, clock: WallClock, feed: SettingsFeed,
-                 generation: Callable[[], int] = lambda: 0) -> None:
+                 generation: Callable[[], int] = lambda: 0,
+                 seek: Callable[[int, int], Awaitable[None]] | None = None) -> None:
         self.generation = generation      # the consumer group generation now
         self.events_topic = ws.topic_events
         self.max_bytes = ws.max_record_bytes
@@ -62,7 +66,8 @@ class BatchProcessor:
         self.feed = feed
         self.counts: Counter[str] = Counter()
         self.metrics = BatchMetrics()
-        self.last_offset: dict[int, int] = {}     # events partition -> last offset handled
+        self.guard = OffsetGuard(registry.next_offset)
+        self.seek = seek
 
     async def handle(self, batch) -> None:
         started = time.perf_counter()
@@ -81,7 +86,9 @@ class BatchProcessor:
         seen: set[int] = set()
         events_topic = self.events_topic
         progress = self.clock.progress
-        next_offset = registry.next_offset
+        verdict = self.guard.verdict
+        counts = self.counts
+        to_seek: set[int] = set()
         generation = self.generation()
         for event in batch:                                              # 2
             msg = event.message
@@ -89,41 +96,41 @@ class BatchProcessor:
                 # Fetched before the last rebalance but still in Faust's take buffer
                 # (faust-streaming #221/#236): after the rebalance Faust seeks back to
                 # the committed offset, so this record comes again, in order.
-                self.counts["stale_generation_dropped"] += 1
+                counts["stale_generation_dropped"] += 1
                 continue
             partition = msg.partition
             seen.add(partition)
             if msg.topic != events_topic:
-                self.counts["ticks"] += 1
+                counts["ticks"] += 1
                 continue
             part = registry.get(partition)
             offset = msg.offset
-            progress.handled(partition, offset)
-            if offset < next_offset.get(partition, 0):     # the table already has it
-                self.counts["replayed_skipped"] += 1
+            v = verdict(partition, offset)                 # worker.offsets
+            if v:
+                if v == SKIP:                              # the table already has it
+                    counts["replayed_skipped"] += 1
+                    progress.handled(partition, offset)
+                elif v == DROP_AND_SEEK:
+                    counts["gap_seeks"] += 1
+                    to_seek.add(partition)
+                else:
+                    counts["gap_dropped"] += 1
                 continue
-            next_offset[partition] = offset + 1
-            last = self.last_offset.get(partition)
-            if last is None:
-                log.info("events partition %d: first offset %d", partition, offset)
-            elif offset != last + 1:
-                # compacted or transactional inputs skip offsets; anything else is a
-                # record Faust did not deliver, so say it
-                self.counts["offset_discontinuities"] += 1
-                log.warning("events partition %d: offset %d after %d", partition,
-                            offset, last)
-            self.last_offset[partition] = offset
+            progress.handled(partition, offset)
             decoded = decode_event(msg.key, msg.value, now, self.max_bytes,
                                    self.future_skew_ms)
             if type(decoded) is Reject:
-                outbox.dead_letter(decoded, msg.topic, partition, msg.offset, msg.key,
+                outbox.dead_letter(decoded, msg.topic, partition, offset, msg.key,
                                    msg.value)
                 continue
             event_types[decoded.type] += 1
             outs.extend(part.on_event(decoded))
 
+        resync = self.guard.resync
         for partition in sorted(seen):                                   # 3
             if partition not in registry:     # a late tick for a partition given away
+                continue
+            if partition in resync:           # records are missing: not caught up (R10)
                 continue
             watermark = await self.clock.watermark(partition)
             if watermark is not None:
@@ -136,6 +143,12 @@ class BatchProcessor:
         for partition, (dirty, clock) in registry.collect_writes().items():  # 5
             self.counts["state_writes"] += self.table.write(outbox, partition, dirty, clock)
         self.table.persisted(await self.publisher.deliver(outbox))
+        for partition in sorted(to_seek):                                # 6
+            nxt = self.guard.next_offset[partition]
+            log.warning("events partition %d: records from offset %d were not delivered; "
+                        "reading again from there", partition, nxt)
+            if self.seek is not None:
+                await self.seek(partition, nxt)
         self.counts["batches"] += 1
         self.counts["events"] += sum(event_types.values())
         self.metrics.record(started, len(batch), event_types, outs, clock_outs, now, registry)

@@ -145,5 +145,33 @@ def test_records_fetched_before_a_rebalance_are_dropped_not_applied_out_of_order
     asyncio.run(proc.handle([stale]))
     assert proc.counts["stale_generation_dropped"] == 1 and registry.next_offset == {}
     asyncio.run(proc.handle(fresh))
-    assert registry.next_offset == {0: 6} and proc.counts["offset_discontinuities"] == 0
+    assert registry.next_offset == {0: 6} and proc.counts["gap_seeks"] == 0
     assert registry.get(0).states["app:u1"].user_events == 6
+
+
+def test_records_faust_did_not_deliver_are_read_again_before_later_ones(worker_parts):
+    """Offsets 2 and 3 never reached the agent: 4 and 5 are not applied (they would be
+    out of order and 2, 3 lost), the partition is sought back to 2, the wall clock is
+    not used meanwhile (R10), and the re-read log is applied in order."""
+    ws, table, pub = worker_parts
+    proc, registry = make_processor(ws, table, pub)
+    sought: list[tuple[int, int]] = []
+
+    async def seek(partition: int, offset: int) -> None:
+        sought.append((partition, offset))
+
+    proc.seek = seek
+    asyncio.run(proc.handle([record(i, event(i)) for i in (0, 1)]))
+
+    async def caught_up_far_later(partition: int):      # would close every session
+        return 10 ** 12
+
+    proc.clock.watermark = caught_up_far_later
+    asyncio.run(proc.handle([record(i, event(i)) for i in (4, 5)]))
+    assert sought == [(0, 2)] and registry.get(0).states["app:u1"].user_events == 2
+    assert registry.get(0).states["app:u1"].sid is not None     # not closed meanwhile
+    del proc.clock.watermark                                     # lagging again
+    assert orjson.loads(table.data[clock_key(0)])[1][2] == 2
+    asyncio.run(proc.handle([record(i, event(i)) for i in (2, 3, 4, 5)]))
+    assert registry.get(0).states["app:u1"].user_events == 6
+    assert registry.next_offset == {0: 6} and sought == [(0, 2)]
