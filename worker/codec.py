@@ -33,6 +33,7 @@ DEFAULT_FUTURE_SKEW_MS = 3_600_000
 _intern = sys.intern
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
+_TYPE_NAMES = {name: _intern(name) for name in EVENT_TYPES}
 
 
 class Reject:
@@ -127,7 +128,7 @@ def _context_fields(obj: dict, ev: Event) -> Reject | None:
     variables = obj.get("variables")
     if variables is not None:
         parsed = _variables(variables)
-        if type(parsed) is Reject:
+        if isinstance(parsed, Reject):
             return parsed
         ev.variables = parsed
     return None
@@ -150,22 +151,23 @@ def decode_event(key: bytes | None, value: bytes | None, now_ms: int,
     if type(obj) is not dict:
         return Reject(NOT_OBJECT, "event must be a JSON object")
 
-    get = obj.get
-    event_id = get("event_id")
-    app_id = get("app_id")
-    user_id = get("user_id")
-    ts = get("ts")
-    etype = get("type")
-    channel = get("channel")
+    event_id = obj.get("event_id")
+    app_id = obj.get("app_id")
+    user_id = obj.get("user_id")
+    ts = obj.get("ts")
+    etype = obj.get("type")
+    channel = obj.get("channel")
+    if type(etype) is str:
+        etype = _TYPE_NAMES.get(etype)       # the interned name, None if unknown
     if not (type(event_id) is str and 0 < len(event_id) <= 128
             and type(app_id) is str and 0 < len(app_id) <= 256 and ":" not in app_id
             and type(user_id) is str and 0 < len(user_id) <= 256
             and type(ts) is int and ts > 0
-            and type(etype) is str and etype in EVENT_TYPES
+            and type(etype) is str
             and type(channel) is str and 0 < len(channel) <= 64):
         return _diagnose_required(obj)
 
-    developer = get("developer", False)
+    developer = obj.get("developer", False)
     if type(developer) is not bool:
         return Reject(BAD_FIELD, "developer must be a boolean")
     text_key = f"{app_id}:{user_id}"
@@ -174,29 +176,29 @@ def decode_event(key: bytes | None, value: bytes | None, now_ms: int,
     if ts > now_ms + future_skew_ms:
         return Reject(BAD_FIELD, f"ts is more than {future_skew_ms} ms ahead of the worker clock")
 
-    ev = Event(event_id, _intern(app_id), user_id, ts, _intern(etype), _intern(channel),
-               developer, text_key)
+    ev = Event(event_id, _intern(app_id), user_id, ts, etype, _intern(channel), developer,
+               text_key)
     if etype == "user_message" or etype == "on_connect":
-        intent = get("intent")
+        intent = obj.get("intent")
         if intent is not None:
             if type(intent) is not str:
                 return Reject(BAD_FIELD, "intent must be a string or null")
             ev.intent = intent
         if etype == "user_message":
-            input_valid = get("input_valid", True)
+            input_valid = obj.get("input_valid", True)
             if type(input_valid) is not bool:
                 return Reject(BAD_FIELD, "input_valid must be a boolean")
             if not input_valid:
                 ev.input_valid = False
         else:
-            action = get("action")
+            action = obj.get("action")
             if action is None:
                 return Reject(MISSING_FIELD, "action is required for on_connect")
             if action not in ON_CONNECT_ACTIONS:
                 return Reject(BAD_FIELD, "action must be run_script, run_message or trigger_dialog")
             ev.action = action
     elif etype == "auth":
-        profile = get("auth_profile")
+        profile = obj.get("auth_profile")
         if profile is None:
             return Reject(MISSING_FIELD, "auth_profile is required for auth")
         if type(profile) is not str or not profile:

@@ -41,6 +41,7 @@ def _tokens(source: str) -> list[tuple[str, str]]:
                               "koreUtil.ClearAuthProfiles([...]) and "
                               "koreUtil.ClearAllAuthProfiles() are allowed")
         kind = m.lastgroup
+        assert kind is not None                     # every alternative is a named group
         if kind != "space":
             text = m.group()
             if kind == "name":
@@ -91,8 +92,8 @@ def parse_close_script(source: str) -> CloseScript:
     p = _Parser(_tokens(source))
     clear_all = False
     profiles: set[str] = set()
-    while p.peek() is not None:
-        if p.peek()[0] == "sep":
+    while (tok := p.peek()) is not None:
+        if tok[0] == "sep":
             p.i += 1
             continue
         call = p.take("name")

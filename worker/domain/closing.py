@@ -2,6 +2,8 @@
 billing (R5, R24) and the ``session-closed`` record."""
 from __future__ import annotations
 
+from typing import Any
+
 from .config import CoreConfig
 from .ids import session_id_text
 from .outputs import CLOSED, NOTIFICATION, Output, notification
@@ -42,15 +44,16 @@ def close_session(st: KeyState, key: str, s: AppSettings, cfg: CoreConfig, reaso
     at ``closed_at`` were gone before the close and are not listed.
     """
     user_id = key[len(st.app) + 1:]
+    assert st.sid is not None
     sid = session_id_text(st.sid)
     proactive_inactivity = reason == INACTIVITY and s.mode == PROACTIVE
     drop_all = reason in (REFRESH, EXPIRED)
     profiles = set(st.auth or ()) if drop_all else (
         _profiles_to_clear(st, s) if proactive_inactivity else set())
 
-    cleared_vars = []
+    cleared_vars: list[str] = []
     if st.vars:
-        kept = {}
+        kept: dict[str, list[Any]] = {}
         for name, var in st.vars.items():
             expires = var[1]
             if expires is not None and expires <= closed_at:
@@ -61,7 +64,7 @@ def close_session(st: KeyState, key: str, s: AppSettings, cfg: CoreConfig, reaso
                 kept[name] = var
         st.vars = kept or None
     if profiles:
-        st.auth = [p for p in st.auth if p not in profiles] or None
+        st.auth = [p for p in st.auth or () if p not in profiles] or None
 
     channel = st.user_channel or st.open_channel
     notified = proactive_inactivity and s.notify and channel in s.channels

@@ -1,13 +1,16 @@
 """The deadline index: the next due time of every key of a partition, in due order.
 
-A heap of (due, key) with lazy invalidation: moving a key's due time pushes a new entry
-and leaves the old one to be skipped when popped. The heap is rebuilt when stale entries
-outnumber live ones, so its size stays within a constant factor of the keys it tracks.
-A clock tick costs O(k log n) for the k keys that are due, never a scan of all keys.
+A heap of (due, key) entries that are lower bounds: every indexed key has at least one
+entry at or before its due time. Moving a key's due time earlier pushes a new entry;
+moving it later (every activity does) pushes nothing: when the old entry comes up, the
+key is pushed again at its current due time. Stale entries are skipped when popped, and
+the heap is rebuilt when it outgrows the keys it tracks, so its size stays within a
+constant factor of them. A clock tick costs O(k log n) for the k keys that are due (plus
+the entries of keys that moved on), never a scan of all keys.
 """
 from __future__ import annotations
 
-import heapq
+from heapq import heapify, heappop, heappush
 
 _INF = float("inf")
 
@@ -29,30 +32,38 @@ class DeadlineIndex:
         """A lower bound of the smallest due time (stale entries included); inf if none."""
         return self._heap[0][0] if self._heap else _INF
 
+    def any_due(self, watermark: int) -> bool:
+        """Whether some key may be due at ``watermark`` (``min_due() <= watermark``)."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] <= watermark
+
     def set(self, key: str, due: int | None) -> None:
         due_of = self._due
         if due is None:
             due_of.pop(key, None)
             return
-        if due_of.get(key) == due:
-            return
+        old = due_of.get(key)
         due_of[key] = due
-        heapq.heappush(self._heap, (due, key))
-        if len(self._heap) > 2 * len(due_of) + 1024:
-            self._heap = [(d, k) for k, d in self._due.items()]
-            heapq.heapify(self._heap)
+        if old is None or due < old:   # later due times keep their earlier entry
+            heap = self._heap
+            heappush(heap, (due, key))
+            if len(heap) > 2 * len(due_of) + 1024:
+                self._heap = [(d, k) for k, d in due_of.items()]
+                heapify(self._heap)
 
     def pop_due(self, watermark: int) -> str | None:
         """The key with the smallest due time <= watermark (ties by key), or None.
-        The key stays indexed; the caller sets its next due time."""
+        The key leaves the index; the caller sets its next due time."""
         heap = self._heap
         due_of = self._due
         while heap and heap[0][0] <= watermark:
-            due, key = heap[0]
-            if due_of.get(key) == due:
-                heapq.heappop(heap)
+            due, key = heappop(heap)
+            current = due_of.get(key)
+            if current == due:
+                del due_of[key]
                 return key
-            heapq.heappop(heap)
+            if current is not None and current > due:
+                heappush(heap, (current, key))   # the key moved on: queue it at its due time
         return None
 
     def clear(self) -> None:

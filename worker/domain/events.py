@@ -4,6 +4,8 @@ The codec builds these from raw bytes; the core never sees an invalid event.
 """
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 USER_MESSAGE = "user_message"
 AGENT_MESSAGE = "agent_message"
 ON_CONNECT = "on_connect"
@@ -20,13 +22,18 @@ EVENT_TYPES = USER_TYPES | AGENT_TYPES | CONTROL_TYPES
 ON_CONNECT_ACTIONS = frozenset({"run_script", "run_message", "trigger_dialog"})
 
 
-
 class Variable:
     """One entry of a context event's ``variables`` (R14, R15, R16)."""
 
     __slots__ = ("name", "value", "ttl_s", "delete", "auth_profile")
 
-    def __init__(self, name: str, value=None, ttl_s: int | None = None,
+    name: str
+    value: Any
+    ttl_s: int | None
+    delete: bool
+    auth_profile: str | None
+
+    def __init__(self, name: str, value: Any = None, ttl_s: int | None = None,
                  delete: bool = False, auth_profile: str | None = None) -> None:
         self.name = name
         self.value = value
@@ -41,27 +48,37 @@ class Variable:
 class Event:
     """A validated conversation event. ``key`` is ``app_id + ":" + user_id``.
 
-    Optional fields default to class attributes, so the codec only sets what a record
-    carries. ``has_dialog`` tells a context event that sets ``dialog: null`` (clear)
-    apart from one that does not mention the dialog at all.
+    Optional fields have defaults, so the codec only sets what a record carries.
+    ``has_dialog`` tells a context event that sets ``dialog: null`` (clear) apart from
+    one that does not mention the dialog at all. (Written so that mypyc can compile it
+    to a native class: annotated attributes, no ``__dict__``.)
     """
 
+    event_id: str
+    app_id: str
+    user_id: str
+    ts: int
+    type: str
+    channel: str
+    developer: bool
+    key: str
     intent: str | None = None
     input_valid: bool = True
     action: str | None = None
     auth_profile: str | None = None
     has_dialog: bool = False
-    dialog: dict | None = None
-    tags: list | None = None
-    sentiment: dict | None = None
-    variables: list | None = None
+    dialog: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    sentiment: dict[str, Any] | None = None
+    variables: list[Variable] | None = None
 
-    OPTIONAL = frozenset({"intent", "input_valid", "action", "auth_profile", "has_dialog",
-                          "dialog", "tags", "sentiment", "variables"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({
+        "intent", "input_valid", "action", "auth_profile", "has_dialog", "dialog", "tags",
+        "sentiment", "variables"})
 
     def __init__(self, event_id: str, app_id: str, user_id: str, ts: int, type: str,
                  channel: str, developer: bool = False, key: str | None = None,
-                 **optional) -> None:
+                 **optional: Any) -> None:
         self.event_id = event_id
         self.app_id = app_id
         self.user_id = user_id
@@ -76,7 +93,8 @@ class Event:
                 raise TypeError(f"unknown event fields {sorted(unknown)}")
             if "dialog" in optional and "has_dialog" not in optional:
                 optional["has_dialog"] = True
-            self.__dict__.update(optional)
+            for name, value in optional.items():
+                setattr(self, name, value)
 
     def __repr__(self) -> str:
         return f"Event({self.type} {self.key} ts={self.ts} id={self.event_id!r})"

@@ -4,6 +4,8 @@ Topics are named here by their default names; the shell maps them to configured 
 """
 from __future__ import annotations
 
+from typing import Any
+
 OPENED = "session-opened"
 UPGRADED = "session-upgraded"
 CLOSED = "session-closed"
@@ -12,23 +14,26 @@ DEAD_LETTER = "conversation-events-dlq"
 OUTPUT_TOPICS = (OPENED, UPGRADED, CLOSED, NOTIFICATION, DEAD_LETTER)
 
 # (topic, key, value)
-Output = tuple[str, str, dict]
+Output = tuple[str, str, dict[str, Any]]
 
 
 def opened(sid: str, app_id: str, user_id: str, ts: int, interactive: bool, developer: bool,
-           channel: str, trigger: str, trigger_event_id: str, previous: str | None) -> dict:
+           channel: str, trigger: str, trigger_event_id: str,
+           previous: str | None) -> dict[str, Any]:
     return {"schema": "session-opened/1", "session_id": sid, "app_id": app_id,
             "user_id": user_id, "opened_at": ts, "interactive": interactive,
             "developer": developer, "channel": channel, "trigger": trigger,
             "trigger_event_id": trigger_event_id, "previous_session_id": previous}
 
 
-def upgraded(sid: str, app_id: str, user_id: str, ts: int, event_id: str, channel: str) -> dict:
+def upgraded(sid: str, app_id: str, user_id: str, ts: int, event_id: str,
+             channel: str) -> dict[str, Any]:
     return {"schema": "session-upgraded/1", "session_id": sid, "app_id": app_id,
             "user_id": user_id, "upgraded_at": ts, "trigger_event_id": event_id,
             "channel": channel}
 
 
-def notification(sid: str, app_id: str, user_id: str, channel: str, text: str, ts: int) -> dict:
+def notification(sid: str, app_id: str, user_id: str, channel: str | None, text: str | None,
+                 ts: int) -> dict[str, Any]:
     return {"schema": "session-notification/1", "session_id": sid, "app_id": app_id,
             "user_id": user_id, "channel": channel, "text": text, "ts": ts}

@@ -56,26 +56,30 @@ class PartitionSessions:
         ts = ev.ts
         if ts > self.stream_time:
             self.stream_time = ts
-            if ts - self.lateness_ms > self.watermark:
-                self.watermark = ts - self.lateness_ms
-                if self.index.min_due() <= self.watermark:
+            wm = ts - self.lateness_ms
+            if wm > self.watermark:
+                self.watermark = wm
+                if self.index.any_due(wm):
                     self._fire(outs)
         key = ev.key
         st = self.states.get(key)
         digest = event_digest(ev.event_id)
-        if st is not None:
-            if st.seen.find(digest) != -1 and seen_contains(st.seen, digest):
-                self.stats["duplicates"] += 1
-                return outs
+        if st is not None and digest in st.seen and seen_contains(st.seen, digest):
+            self.stats["duplicates"] += 1
+            return outs
         s = self.book.get(ev.app_id)
-        if not (self.fast_path and st is not None and st.sid is not None
-                and rules.fast_activity(st, ev, digest, s, self.cfg)):
-            st = rules.apply_event(st, ev, digest, s, self.cfg, self.stats, outs)
+        cfg = self.cfg
+        due: int | None
+        if (self.fast_path and st is not None and st.sid is not None
+                and rules.fast_activity(st, ev, digest, s, cfg)):
+            due = rules.session_due(st, s, cfg)      # = next_due of an open session
+        else:
+            st = rules.apply_event(st, ev, digest, s, cfg, self.stats, outs)
             if st is None:
                 return outs
             self.states[key] = st
+            due = rules.next_due(st, s, cfg)
         self.dirty.add(key)
-        due = rules.next_due(st, s, self.cfg)
         self.index.set(key, due)
         if due is not None and due <= self.watermark:
             self._fire(outs)     # a late event whose session is already due
@@ -140,10 +144,10 @@ class PartitionSessions:
         wm = self.watermark
         while (key := self.index.pop_due(wm)) is not None:
             st = self.states[key]
-            st = rules.on_due(st, key, self.book.get(st.app), self.cfg, wm, self.stats, outs)
+            kept = rules.on_due(st, key, self.book.get(st.app), self.cfg, wm, self.stats, outs)
             self.dirty.add(key)
-            if st is None:
+            if kept is None:
                 del self.states[key]
                 self.index.set(key, None)
             else:
-                self._reindex(key, st)
+                self._reindex(key, kept)

@@ -104,7 +104,7 @@ def _apply_context(st: KeyState, ev: Event, cfg: CoreConfig, stats: dict) -> Non
 
 def _apply_variables(st: KeyState, ev: Event, limit: int, stats: dict) -> None:
     table = st.vars if st.vars is not None else {}
-    for var in ev.variables:
+    for var in ev.variables or ():
         table.pop(var.name, None)          # re-setting moves a variable to the newest end
         if not var.delete:
             expires = ev.ts + var.ttl_s * 1000 if var.ttl_s is not None else None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .close_script import CloseScript, ScriptError, parse_close_script
 from .config import MINUTE_MS, CoreConfig
@@ -28,11 +29,11 @@ class AppSettings:
     close_script: CloseScript | None = None
 
 
-def _is_int(value) -> bool:
+def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def parse_settings(value: dict, app_id: str, cfg: CoreConfig,
+def parse_settings(value: Any, app_id: str, cfg: CoreConfig,
                    base: AppSettings | None = None) -> AppSettings:
     """Validate a settings record for ``app_id`` (its Kafka key).
 
@@ -66,9 +67,11 @@ def parse_settings(value: dict, app_id: str, cfg: CoreConfig,
         behavior = closure.get("behavior", "silent")
         if behavior not in BEHAVIORS:
             raise SettingsError("closure.behavior must be silent or message")
-        message = closure.get("message")
-        if message is not None and (not isinstance(message, str) or not 1 <= len(message) <= 2000):
+        raw_message = closure.get("message")
+        if raw_message is not None and (not isinstance(raw_message, str)
+                                        or not 1 <= len(raw_message) <= 2000):
             raise SettingsError("closure.message must be a string of 1 … 2000 characters")
+        message = raw_message
         notify = behavior == "message"
         if notify and message is None:
             raise SettingsError("closure.message is required when behavior is message")

@@ -7,6 +7,7 @@ sessions: variables with their own TTL, authorized profiles and the remembered e
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 WIRE_VERSION = 1
 
@@ -28,6 +29,27 @@ class KeyState:
         "closed_at",      # time of the last close, 0 if none
         "last_ts",        # greatest ts of any event applied to the key
     )
+
+    app: str
+    sid: bytes | None
+    opened_at: int
+    activity: int
+    interactive: bool
+    developer: bool
+    open_channel: str | None
+    user_channel: str | None
+    user_events: int
+    agent_events: int
+    intent: str | None
+    dialog: dict[str, Any] | None
+    tags: list[str] | None
+    hist: list[list[str]] | None
+    sentiment: dict[str, Any] | None
+    vars: dict[str, list[Any]] | None
+    auth: list[str] | None
+    seen: bytes
+    closed_at: int
+    last_ts: int
 
     def __init__(self, app: str) -> None:
         self.app = app
@@ -62,16 +84,16 @@ class KeyState:
     def is_empty(self) -> bool:
         return self.sid is None and not self.vars and not self.auth and not self.seen
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, KeyState) and to_wire(self) == to_wire(other)
 
     def __repr__(self) -> str:
         return f"KeyState({to_wire(self)!r})"
 
 
-def to_wire(st: KeyState) -> list:
+def to_wire(st: KeyState) -> list[Any]:
     """A JSON-able list; session fields are only written while a session is open."""
-    head = [WIRE_VERSION, st.app, st.closed_at, st.last_ts,
+    head: list[Any] = [WIRE_VERSION, st.app, st.closed_at, st.last_ts,
             base64.b64encode(st.seen).decode() if st.seen else "",
             [[n, *v] for n, v in st.vars.items()] if st.vars else None,
             list(st.auth) if st.auth else None]
@@ -84,7 +106,7 @@ def to_wire(st: KeyState) -> list:
     ]
 
 
-def from_wire(wire: list) -> KeyState:
+def from_wire(wire: list[Any]) -> KeyState:
     if not wire or wire[0] != WIRE_VERSION:
         raise ValueError(f"unsupported key-state version {wire[:1]!r}")
     st = KeyState(wire[1])
