@@ -11,11 +11,7 @@ import pytest
 
 from tests.chaos.chaos import run_chaos, table
 
-# Not in the default `make test` run: it currently fails on an open bug (a SIGKILL between
-# the state write and the offset commit can re-publish *different* records), and after
-# several quick SIGKILLs a surviving worker can stop consuming some of its partitions
-# (docs/live-worker.md). Run it with `make chaos` (or `pytest -m chaos`).
-pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def test_kills_and_restarts_lose_nothing_and_duplicates_are_identical(kafka, tmp_path):
