@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 
 include deploy/kafka-local/kafka.mk
 
-.PHONY: help install run test test-unit test-integration bench-core bench chaos clean
+.PHONY: help install native clean-native run test test-unit test-integration bench-core bench chaos clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -16,10 +16,17 @@ help: ## list targets
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements.lock -e '.[test,rocksdb]'
+	$(PY) -m pip install -q -c requirements.lock -e '.[test,rocksdb,native]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the pinned project
+install: $(STAMP) native ## create .venv, install the pinned project, compile the core
+
+native: $(STAMP) ## compile worker/domain + worker/codec with mypyc (pure Python, with a warning, if that fails; NATIVE=0 skips)
+	$(PY) -m worker.native build
+
+clean-native: ## delete the compiled modules: back to pure Python
+	rm -f worker/*.so worker/domain/*.so worker/domain/_native.json
+	rm -rf build/mypyc
 
 run: install ## worker + local broker + demo traffic, lifecycle events printed live (Ctrl-C stops)
 	$(PY) deploy/demo.py
@@ -51,5 +58,5 @@ bench: install ## Kafka bench: P/N/W throughput, W latency, memory, recovery (BE
 	$(MAKE) --no-print-directory kafka-up
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 
-clean: ## remove the virtualenv and caches (the Kafka jar cache is kept)
-	rm -rf $(VENV) .pytest_cache .hypothesis
+clean: clean-native ## remove the virtualenv, caches and compiled modules (the Kafka jar cache is kept)
+	rm -rf $(VENV) .pytest_cache .hypothesis build

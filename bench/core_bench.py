@@ -2,7 +2,8 @@
 
 Pre-encodes N synthetic events to Kafka-like (key, value) bytes, then times
 decode_event + PartitionSessions.on_event + output encoding on one core. Reports
-events/s (median of runs) and the memory and wire bytes of state per open session.
+events/s (median of runs) and the memory and wire bytes of state per open session,
+whether the mypyc-compiled modules were used (``make native``) and the load average.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import orjson
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.synthetic import APPS, events  # noqa: E402
+import worker.codec  # noqa: E402
+import worker.domain.rules  # noqa: E402
 from worker.codec import Reject, decode_event, decode_settings, encode  # noqa: E402
 from worker.domain import CoreConfig, PartitionSessions, SettingsBook  # noqa: E402
 from worker.domain.state import to_wire  # noqa: E402
@@ -56,6 +59,12 @@ def open_sessions(part: PartitionSessions) -> int:
     return sum(1 for st in part.states.values() if st.sid is not None)
 
 
+def native_modules() -> dict:
+    """Which implementation this process imported: extension modules (mypyc) or source."""
+    files = {m.__name__: os.path.basename(m.__file__) for m in (worker.domain.rules, worker.codec)}
+    return {"compiled": all(f.endswith(".so") for f in files.values()), "files": files}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -70,6 +79,10 @@ def main() -> None:
     avg_bytes = sum(len(v) for _, v in records) / len(records)
     print(f"built {len(records):,} events ({avg_bytes:.0f} B avg) in {time.perf_counter() - t0:.1f}s")
     now = int(time.time() * 1000)
+    native = native_modules()
+    print(f"compiled (mypyc) modules: {'yes' if native['compiled'] else 'NO, pure Python'} "
+          f"{native['files']}")
+    load_before = os.getloadavg()
 
     rates, outs = [], 0
     for i in range(args.runs):
@@ -103,6 +116,8 @@ def main() -> None:
         "memory_bytes_per_open_session": round(held / max(1, n_open)),
         "wire_bytes_per_open_session_median": round(statistics.median(wire)) if wire else 0,
         "python": sys.version.split()[0],
+        "native": native,
+        "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
     }
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as fh:

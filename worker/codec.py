@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import sys
+from typing import Final
 
 import orjson
 
@@ -16,24 +17,24 @@ from .domain.config import CoreConfig
 from .domain.events import EVENT_TYPES, ON_CONNECT_ACTIONS, Event, Variable
 from .domain.settings import AppSettings, SettingsError, parse_settings
 
-NOT_JSON = "not_json"
-NOT_OBJECT = "not_object"
-MISSING_FIELD = "missing_field"
-BAD_FIELD = "bad_field"
-UNKNOWN_TYPE = "unknown_type"
-KEY_MISMATCH = "key_mismatch"
-TOO_LARGE = "too_large"
-BAD_SETTINGS = "bad_settings"
-REASONS = (NOT_JSON, NOT_OBJECT, MISSING_FIELD, BAD_FIELD, UNKNOWN_TYPE, KEY_MISMATCH,
+NOT_JSON: Final = "not_json"
+NOT_OBJECT: Final = "not_object"
+MISSING_FIELD: Final = "missing_field"
+BAD_FIELD: Final = "bad_field"
+UNKNOWN_TYPE: Final = "unknown_type"
+KEY_MISMATCH: Final = "key_mismatch"
+TOO_LARGE: Final = "too_large"
+BAD_SETTINGS: Final = "bad_settings"
+REASONS: Final = (NOT_JSON, NOT_OBJECT, MISSING_FIELD, BAD_FIELD, UNKNOWN_TYPE, KEY_MISMATCH,
            TOO_LARGE, BAD_SETTINGS)
 
-DEFAULT_MAX_BYTES = 64 * 1024
-DEFAULT_FUTURE_SKEW_MS = 3_600_000
+DEFAULT_MAX_BYTES: Final = 64 * 1024
+DEFAULT_FUTURE_SKEW_MS: Final = 3_600_000
 
-_intern = sys.intern
-_loads = orjson.loads
-_JSONDecodeError = orjson.JSONDecodeError
-_TYPE_NAMES = {name: _intern(name) for name in EVENT_TYPES}
+_intern: Final = sys.intern
+_loads: Final = orjson.loads
+_JSONDecodeError: Final = orjson.JSONDecodeError
+_TYPE_NAMES: Final = {name: _intern(name) for name in EVENT_TYPES}
 
 
 class Reject:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
-_TOKEN = re.compile(r"""
+_TOKEN: Final = re.compile(r"""
     (?P<space>[ \t\r]+)
   | (?P<sep>[;\n])
   | (?P<name>koreUtil\s*\.\s*(?:ClearAuthProfiles|ClearAllAuthProfiles))

@@ -2,7 +2,7 @@
 billing (R5, R24) and the ``session-closed`` record."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from .config import CoreConfig
 from .ids import session_id_text
@@ -10,11 +10,11 @@ from .outputs import CLOSED, NOTIFICATION, Output, notification
 from .settings import PROACTIVE, AppSettings
 from .state import KeyState
 
-INACTIVITY = "inactivity"
-NEW_INTENT = "new_intent"
-INVALID_INPUT = "invalid_input"
-REFRESH = "refresh"
-EXPIRED = "expired"
+INACTIVITY: Final = "inactivity"
+NEW_INTENT: Final = "new_intent"
+INVALID_INPUT: Final = "invalid_input"
+REFRESH: Final = "refresh"
+EXPIRED: Final = "expired"
 
 
 def billing_blocks(opened_at: int, last_activity_at: int, block_ms: int) -> int:

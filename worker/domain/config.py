@@ -6,8 +6,9 @@ Everything here is operator configuration, not per-app settings: the shell build
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
-MINUTE_MS = 60_000
+MINUTE_MS: Final = 60_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ the entries of keys that moved on), never a scan of all keys.
 from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
+from typing import Final
 
-_INF = float("inf")
+_INF: Final = float("inf")
 
 
 class DeadlineIndex:

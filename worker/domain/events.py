@@ -4,22 +4,22 @@ The codec builds these from raw bytes; the core never sees an invalid event.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
-USER_MESSAGE = "user_message"
-AGENT_MESSAGE = "agent_message"
-ON_CONNECT = "on_connect"
-AUTH = "auth"
-DISCARD = "discard"
-DISCARD_ALL = "discard_all"
-REFRESH = "refresh"
-CONTEXT = "context"
+USER_MESSAGE: Final = "user_message"
+AGENT_MESSAGE: Final = "agent_message"
+ON_CONNECT: Final = "on_connect"
+AUTH: Final = "auth"
+DISCARD: Final = "discard"
+DISCARD_ALL: Final = "discard_all"
+REFRESH: Final = "refresh"
+CONTEXT: Final = "context"
 
-USER_TYPES = frozenset({USER_MESSAGE, AUTH, DISCARD, DISCARD_ALL})
-AGENT_TYPES = frozenset({AGENT_MESSAGE, ON_CONNECT})
-CONTROL_TYPES = frozenset({REFRESH, CONTEXT})
-EVENT_TYPES = USER_TYPES | AGENT_TYPES | CONTROL_TYPES
-ON_CONNECT_ACTIONS = frozenset({"run_script", "run_message", "trigger_dialog"})
+USER_TYPES: Final = frozenset({USER_MESSAGE, AUTH, DISCARD, DISCARD_ALL})
+AGENT_TYPES: Final = frozenset({AGENT_MESSAGE, ON_CONNECT})
+CONTROL_TYPES: Final = frozenset({REFRESH, CONTEXT})
+EVENT_TYPES: Final = USER_TYPES | AGENT_TYPES | CONTROL_TYPES
+ON_CONNECT_ACTIONS: Final = frozenset({"run_script", "run_message", "trigger_dialog"})
 
 
 class Variable:

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import Final
 
-_SESSION_NS = uuid.UUID("6f1c2d0e-6a43-4f0b-9a7e-3c1f5b2e8d11")
-_SESSION_NS_BYTES = _SESSION_NS.bytes
-DIGEST_SIZE = 8
-_EMPTY_DIGEST = hashlib.blake2b(digest_size=DIGEST_SIZE)   # copied: cheaper than a new one
+_SESSION_NS: Final = uuid.UUID("6f1c2d0e-6a43-4f0b-9a7e-3c1f5b2e8d11")
+_SESSION_NS_BYTES: Final = _SESSION_NS.bytes
+DIGEST_SIZE: Final = 8
+_EMPTY_DIGEST: Final = hashlib.blake2b(digest_size=DIGEST_SIZE)   # copied: cheaper than a new one
 
 
 def session_id_bytes(app_id: str, user_id: str, event_id: str) -> bytes:

@@ -4,14 +4,14 @@ Topics are named here by their default names; the shell maps them to configured 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-OPENED = "session-opened"
-UPGRADED = "session-upgraded"
-CLOSED = "session-closed"
-NOTIFICATION = "session-notifications"
-DEAD_LETTER = "conversation-events-dlq"
-OUTPUT_TOPICS = (OPENED, UPGRADED, CLOSED, NOTIFICATION, DEAD_LETTER)
+OPENED: Final = "session-opened"
+UPGRADED: Final = "session-upgraded"
+CLOSED: Final = "session-closed"
+NOTIFICATION: Final = "session-notifications"
+DEAD_LETTER: Final = "conversation-events-dlq"
+OUTPUT_TOPICS: Final = (OPENED, UPGRADED, CLOSED, NOTIFICATION, DEAD_LETTER)
 
 # (topic, key, value)
 Output = tuple[str, str, dict[str, Any]]

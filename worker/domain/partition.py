@@ -8,6 +8,7 @@ per batch.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Final
 
 from . import rules
 from .config import CoreConfig
@@ -18,7 +19,7 @@ from .outputs import CLOSED, OPENED, Output
 from .settings import SettingsBook
 from .state import KeyState
 
-NO_TIME = -(2 ** 62)
+NO_TIME: Final = -(2 ** 62)
 
 
 class PartitionSessions:

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .close_script import CloseScript, ScriptError, parse_close_script
 from .config import MINUTE_MS, CoreConfig
 
-PROACTIVE = "proactive"
-CONTINUE_ON_SAME_INTENT = "continue_on_same_intent"
-LEGACY = "legacy"
-MODES = (PROACTIVE, CONTINUE_ON_SAME_INTENT, LEGACY)
-BEHAVIORS = ("silent", "message")
+PROACTIVE: Final = "proactive"
+CONTINUE_ON_SAME_INTENT: Final = "continue_on_same_intent"
+LEGACY: Final = "legacy"
+MODES: Final = (PROACTIVE, CONTINUE_ON_SAME_INTENT, LEGACY)
+BEHAVIORS: Final = ("silent", "message")
 
 
 class SettingsError(ValueError):

@@ -7,9 +7,9 @@ sessions: variables with their own TTL, authorized profiles and the remembered e
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Final
 
-WIRE_VERSION = 1
+WIRE_VERSION: Final = 1
 
 
 class KeyState:
