@@ -1035,7 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drain-timeout", type=float, default=600.0)
     ap.add_argument("--store", default="memory://")
     ap.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE",
-                    help="extra environment of W, e.g. BATCH_WITHIN_MS=10 (repeatable)")
+                    help="extra environment of W, e.g. BATCH_MAX=2000 (repeatable)")
     ap.add_argument("--naive-env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment of N, e.g. PRODUCER_LINGER=0.01 (Faust reads "
                          "its settings from the environment; for experiments only)")

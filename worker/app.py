@@ -10,8 +10,11 @@ Faust mechanisms used, and why:
 - **Rebalance signal** (``app.on_partitions_assigned``): drops revoked partitions at
   once. Faust's revocation waits for every delivered record to be acknowledged, i.e.
   for the batch in flight to finish, so nothing is processed for a dropped partition.
-- **``stream.take_events(BATCH_MAX, within=BATCH_WITHIN_MS)``**: the batched hot path
-  (``worker.processor``); records are acknowledged only after the batch returned.
+- **Faust's consumer, batching** (``worker.batching_consumer``): group membership,
+  rebalances, recovery pauses, seeks, acks and commits stay Faust's, but records of the
+  events and ticks topics are handed over per fetch, as one list, to ``batch_loop``
+  (``worker.processor``), instead of one by one through Faust's stream machinery.
+  Records are acknowledged only after their batch's outputs and state are durable.
 - **Ticks** (internal topic ``<app id>-ticks``, co-partitioned with the events): a timer
   produces one small record per owned partition every TICK_INTERVAL_MS while that
   partition has pending deadlines. The same agent consumes them, so clock-driven closes
@@ -32,6 +35,7 @@ import faust
 from faust.types import TP
 
 from . import logs, observability
+from .batching_consumer import BatchingConsumer
 from .clock import WallClock
 from .codec import Reject, decode_settings
 from .domain import SettingsBook
@@ -46,6 +50,7 @@ from .topics import ensure_topics
 log = logging.getLogger("worker")
 
 TABLE_NAME = "sessions"
+QUEUED_FETCHES = 4      # fetched record lists waiting for the batch loop (back-pressure)
 
 
 class Worker:
@@ -94,6 +99,7 @@ class Worker:
                    value_serializer="raw")
         self.source = app.topic(ws.topic_events, ws.topic_ticks, **raw)
         self.settings_topic = app.topic(ws.topic_settings, **raw)
+        self.batches: asyncio.Queue = asyncio.Queue(maxsize=QUEUED_FETCHES)
         self.recovered = False           # assigned partitions rebuilt since the last rebalance
         self.gauged: set[int] = set()    # partitions with gauge series (see refresh_gauges)
         self._wire()
@@ -105,7 +111,12 @@ class Worker:
         app.on_partitions_revoked.connect(self.on_revoked)
         app.on_partitions_assigned.connect(self.on_assigned)
         app.on_before_shutdown.connect(self.on_shutdown)
+        # Faust subscribes (and co-partitions) the topics agents consume; the records of
+        # this one are handed to batch_loop by the consumer, never to the agent
+        app.transport.Consumer = BatchingConsumer
+        app.consumer.hand_over([ws.topic_events, ws.topic_ticks], self.batches.put)
         app.agent(self.source, name="sessions", concurrency=1)(self.sessions_agent)
+        app.task(self.batch_loop)
         app.agent(self.settings_topic, name="settings-dlq", concurrency=1)(self.settings_agent)
         app.timer(ws.tick_interval_ms / 1000.0, name="ticks")(self.send_ticks)
         app.task(self.feed.tail)
@@ -187,9 +198,23 @@ class Worker:
             fatal(f"state rebuild after recovery failed: {exc!r}", exc)
 
     async def sessions_agent(self, stream) -> None:
-        within = self.ws.batch_within_ms / 1000.0
-        async for batch in stream.take_events(self.ws.batch_max, within=within):
-            await finish_batch(self.processor.handle(batch))
+        async for event in stream.events():
+            fatal(f"record {event.message.tp}@{event.message.offset} took Faust's stream "
+                  "path instead of the batch loop")
+
+    async def batch_loop(self) -> None:
+        """Process what the consumer handed over, one batch at a time: fetched lists
+        queued meanwhile are joined up to BATCH_MAX records."""
+        queue, batch_max = self.batches, self.ws.batch_max
+        handle = self.processor.handle
+        while True:
+            batch = await queue.get()
+            while len(batch) < batch_max and not queue.empty():
+                batch += queue.get_nowait()
+            await finish_batch(handle(batch))
+            ack = self.app.consumer.ack
+            for message in batch:
+                ack(message)
 
     async def settings_agent(self, stream) -> None:
         """Dead-letters invalid settings records (R19) once per consumer group."""

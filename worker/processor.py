@@ -1,7 +1,8 @@
 """The hot path: one batch of Kafka records in, outputs and state writes out.
 
-A batch (from ``take_events``) mixes records of every assigned partition of the events
-topic and of the co-partitioned ticks topic. For each batch, in this order:
+A batch (Faust ``ConsumerMessage`` objects handed over by ``worker.batching_consumer``)
+mixes records of every assigned partition of the events topic and of the co-partitioned
+ticks topic. For each batch, in this order:
 
 1. settings changes queued by the settings feed are applied (R19, "at once");
 2. each events record is decoded (R20 rejects -> dead letter) and handed to its
@@ -90,8 +91,7 @@ class BatchProcessor:
         counts = self.counts
         to_seek: set[int] = set()
         generation = self.generation()
-        for event in batch:                                              # 2
-            msg = event.message
+        for msg in batch:                                                # 2
             if msg.generation_id != generation:
                 # Fetched before the last rebalance but still in Faust's take buffer
                 # (faust-streaming #221/#236): after the rebalance Faust seeks back to
@@ -157,10 +157,11 @@ class BatchProcessor:
 def fatal(message: str, exc: BaseException | None = None) -> None:
     """Stop the process *now*, without committing anything.
 
-    Continuing after a failed batch is not safe with Faust: ``take_events`` acknowledges
-    the batch in its ``finally`` even when the body raised, and an agent error makes the
-    consumer commit (``Consumer.on_task_error``), so the failed records would be skipped.
-    Exiting without a commit makes them be processed again after the restart.
+    Continuing after a failed batch is not safe: its outputs may be half sent and its
+    state half written, and a task error makes Faust's consumer commit
+    (``Consumer.on_task_error``). Exiting without a commit (and without acking the batch)
+    makes its records be processed again after the restart, from the offset stored with
+    the state.
     """
     log.critical(message, exc_info=exc)
     for handler in logging.getLogger().handlers:
@@ -170,11 +171,11 @@ def fatal(message: str, exc: BaseException | None = None) -> None:
 
 
 async def finish_batch(coro) -> None:
-    """Run one batch to completion even if the agent is cancelled meanwhile.
+    """Run one batch to completion even if the batch loop is cancelled meanwhile.
 
-    Faust cancels agent actors when it stops them; a batch cut in half would have sent
+    Faust cancels the app's tasks when it stops; a batch cut in half would have sent
     outputs without writing their state. So the batch runs in its own task; a
-    cancellation of the agent waits for it and is re-raised afterwards.
+    cancellation of the loop waits for it and is re-raised afterwards.
     """
     task = asyncio.ensure_future(coro)
     cancelled = False

@@ -42,7 +42,6 @@ class WorkerSettings:
     web_port: int               # 0 disables the web server
     tick_interval_ms: int
     batch_max: int
-    batch_within_ms: int
     log_level: str
     core: CoreConfig
     default_settings: AppSettings
@@ -98,7 +97,6 @@ def settings_from_env() -> WorkerSettings:
         web_port=_int("WEB_PORT", 6066),
         tick_interval_ms=_int("TICK_INTERVAL_MS", 500),
         batch_max=_int("BATCH_MAX", 1000),
-        batch_within_ms=_int("BATCH_WITHIN_MS", 50),
         log_level=_str("LOG_LEVEL", "info").lower(),
         core=core,
         default_settings=default_settings_from_env(core),
@@ -107,8 +105,8 @@ def settings_from_env() -> WorkerSettings:
     problems = []
     if ws.partitions < 1 or ws.replication < 1:
         problems.append("TOPIC_PARTITIONS and TOPIC_REPLICATION_FACTOR must be >= 1")
-    if ws.tick_interval_ms < 10 or ws.batch_max < 1 or ws.batch_within_ms < 1:
-        problems.append("TICK_INTERVAL_MS >= 10, BATCH_MAX >= 1, BATCH_WITHIN_MS >= 1")
+    if ws.tick_interval_ms < 10 or ws.batch_max < 1:
+        problems.append("TICK_INTERVAL_MS >= 10, BATCH_MAX >= 1")
     if not ws.store.startswith(("memory://", "rocksdb://")):
         problems.append("STORE must be memory:// or rocksdb://")
     if ws.topic_events == ws.topic_settings or len(set(outputs.values())) != len(outputs):

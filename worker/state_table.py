@@ -15,8 +15,8 @@ belongs to when the deadline index of a newly assigned partition is rebuilt.
 
 Why writes do not go through ``table[key] = value``: Faust takes the changelog partition
 (and RocksDB's per-partition database) from ``current_event()``, a context variable that
-is only set in the task that iterates the stream. The agent consumes batches with
-``take_events()``, whose events are gathered by a background task, so in the agent body
+is only set in the task that iterates a Faust stream. Batches are handed to the worker's
+batch loop by the consumer (``worker.batching_consumer``), outside any stream, so
 ``current_event()`` is None ("Cannot modify table outside of agent/stream") and one batch
 mixes partitions anyway. We therefore name the partition explicitly: the changelog
 record is staged in the batch's outbox for partition ``p`` of the changelog topic (sent

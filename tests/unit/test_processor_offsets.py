@@ -56,7 +56,7 @@ def record(offset: int, event: dict, partition: int = 0):
     msg = SimpleNamespace(topic=EVENTS, partition=partition, offset=offset, generation_id=0,
                           key=f"{event['app_id']}:{event['user_id']}".encode(),
                           value=orjson.dumps(event))
-    return SimpleNamespace(message=msg)
+    return msg
 
 
 def event(i: int, user: str = "u1") -> dict:
@@ -122,7 +122,7 @@ def test_rejected_records_also_move_the_stored_position_R20(worker_parts):
     ws, table, pub = worker_parts
     proc, registry = make_processor(ws, table, pub)
     bad = record(0, event(0))
-    bad.message.value = b"not json"
+    bad.value = b"not json"
     asyncio.run(proc.handle([bad]))
     assert registry.next_offset == {0: 1}
     assert orjson.loads(table.data[clock_key(0)])[1][2] == 1
@@ -138,10 +138,10 @@ def test_records_fetched_before_a_rebalance_are_dropped_not_applied_out_of_order
     proc, registry = make_processor(ws, table, pub)
     proc.generation = lambda: 2
     stale = record(5, event(5))
-    stale.message.generation_id = 1
+    stale.generation_id = 1
     fresh = [record(i, event(i)) for i in range(6)]
     for r in fresh:
-        r.message.generation_id = 2
+        r.generation_id = 2
     asyncio.run(proc.handle([stale]))
     assert proc.counts["stale_generation_dropped"] == 1 and registry.next_offset == {}
     asyncio.run(proc.handle(fresh))

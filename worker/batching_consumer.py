@@ -1,0 +1,99 @@
+"""Faust's Kafka consumer, with whole fetched batches of the events topics handed over.
+
+Faust delivers every record on its own: ``Consumer._drain_messages`` awaits
+``wait_first(callback(message), suspend_flow.wait())`` per record (four futures), the
+conductor puts it on a queue, the stream iterator takes it off, runs the ``take_events``
+buffer processor, and the agent finally sees batches of them. That path caps a worker
+at about 3k records/s on the 2-core test VM, whatever the agent does, and it loses
+records between ``take_events`` batches (``docs/live-worker.md``).
+
+``BatchingConsumer`` keeps everything else of Faust's consumer — group membership,
+rebalances, pause/resume during table recovery, seeks, the read-offset and gap
+bookkeeping, acks and offset commits — and changes one thing: records of the topics in
+``batch_topics`` (the events topic and its co-partitioned ticks topic) are not passed to
+the conductor one by one but collected per fetch (``getmany``) and handed to
+``batch_sink`` as one list, with a single await. Other topics (changelogs during
+recovery, the settings topic) take Faust's normal path.
+
+The handed-over records are tracked as unacknowledged like Faust's streams do, so a
+rebalance or a shutdown waits (``Consumer.wait_empty``) until the worker acknowledged
+them; the worker acknowledges a batch only after its outputs and state are durable.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Iterable
+
+from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
+
+BatchSink = Callable[[list], Awaitable[None]]
+
+
+class BatchingConsumer(FaustAIOKafkaConsumer):
+    batch_topics: frozenset[str] = frozenset()
+    batch_sink: BatchSink | None = None
+
+    def hand_over(self, topics: Iterable[str], sink: BatchSink) -> None:
+        self.batch_topics = frozenset(topics)
+        self.batch_sink = sink
+
+    async def _drain_messages(self, fetcher) -> None:  # pragma: no cover - needs Kafka
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        commit_every = self._commit_every
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        unacked = self._unacked_messages
+        batch_topics = self.batch_topics
+        sink = self.batch_sink
+        if sink is None:
+            raise RuntimeError("BatchingConsumer needs hand_over() before it starts")
+
+        async def flush(batch: list) -> None:
+            handing = sink(batch)
+            result = await self.wait_first(handing, self.suspend_flow.wait())
+            if handing not in result.done:
+                # a rebalance started first: these records were not handed over, and
+                # Faust seeks back to the committed offsets before resuming
+                unacked.difference_update(batch)
+
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)
+                if self.should_stop:
+                    continue
+                batch: list = []
+                async for tp, message in ait:
+                    offset = message.offset
+                    r_offset = get_read_offset(tp)
+                    if r_offset is not None and offset < r_offset:
+                        continue               # Faust drops these too (read before a seek)
+                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    if message.topic in batch_topics:
+                        message.tracked = True
+                        unacked.add(message)
+                        batch.append(message)
+                    else:
+                        if batch:
+                            await flush(batch)
+                            batch = []
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    set_read_offset(tp, offset)
+                if batch:
+                    await flush(batch)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
