@@ -44,6 +44,8 @@ class DeadlineIndex:
             due_of.pop(key, None)
             return
         old = due_of.get(key)
+        if old == due:
+            return
         due_of[key] = due
         if old is None or due < old:   # later due times keep their earlier entry
             heap = self._heap
