@@ -13,7 +13,7 @@ bookkeeping, acks and offset commits — and changes one thing: records of the t
 ``batch_topics`` (the events topic and its co-partitioned ticks topic) are not passed to
 the conductor one by one but collected per fetch (``getmany``) and handed to
 ``batch_sink`` as one list, with a single await. Other topics (changelogs during
-recovery, the settings topic) take Faust's normal path.
+recovery, the settings topic) take Faust's normal path, record by record.
 
 The handed-over records are tracked as unacknowledged like Faust's streams do, so a
 rebalance or a shutdown waits (``Consumer.wait_empty``) until the worker acknowledged
@@ -38,15 +38,18 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         self.batch_sink = sink
 
     async def _drain_messages(self, fetcher) -> None:  # pragma: no cover - needs Kafka
+        """Faust's ``_drain_messages`` + ``getmany``, minus their per-record awaits and
+        the round-robin reordering across partitions (order within a partition is what
+        counts, and it is kept)."""
         callback = self.callback
-        getmany = self.getmany
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
+        read_offset = self._read_offset
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
         unacked = self._unacked_messages
+        to_message = self._to_message
+        app = self.app
         batch_topics = self.batch_topics
         sink = self.batch_sink
         if sink is None:
@@ -62,31 +65,46 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                ait = getmany(timeout=1.0)
+                records, active = await self._wait_next_records(1.0)
+                generation = app.consumer_generation_id
                 await self.sleep(0)
-                if self.should_stop:
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    # as Faust's getmany: fetched while stopped, read again after a seek
+                    try:
+                        await self.perform_seek()
+                    except Exception as exc:
+                        self.log.warning("seek while flow not active failed: %r", exc)
                     continue
                 batch: list = []
-                async for tp, message in ait:
-                    offset = message.offset
-                    r_offset = get_read_offset(tp)
-                    if r_offset is not None and offset < r_offset:
-                        continue               # Faust drops these too (read before a seek)
-                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    if message.topic in batch_topics:
-                        message.tracked = True
-                        unacked.add(message)
-                        batch.append(message)
-                    else:
-                        if batch:
-                            await flush(batch)
-                            batch = []
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                    set_read_offset(tp, offset)
+                for tp, tp_records in records.items():
+                    if not (active is None or tp in active or tp in self._buffered_partitions):
+                        continue
+                    if app.consumer_generation_id != generation or not self.flow_active:
+                        break                  # a rebalance began: Faust seeks afterwards
+                    app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    fast = tp.topic in batch_topics
+                    acking = acks_enabled_for(tp.topic)
+                    for record in tp_records:
+                        offset = record.offset
+                        r_offset = read_offset[tp]
+                        if r_offset is not None and offset < r_offset:
+                            continue           # read before a seek: Faust drops these too
+                        if r_offset and offset - r_offset > 1 and acking:
+                            await self._add_gap(tp, r_offset + 1, offset)
+                        if commit_every is not None and self._n_acked >= commit_every:
+                            self._n_acked = 0
+                            await self.commit()
+                        message = to_message(tp, record)
+                        if fast:
+                            message.tracked = True
+                            unacked.add(message)
+                            batch.append(message)
+                        else:
+                            await self.wait_first(callback(message),
+                                                  self.suspend_flow.wait())
+                        read_offset[tp] = offset
                 if batch:
                     await flush(batch)
         except self.consumer_stopped_errors:
