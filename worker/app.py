@@ -28,8 +28,10 @@ Faust mechanisms used, and why:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import time
 
 import faust
 from faust.types import TP
@@ -207,11 +209,18 @@ class Worker:
         queued meanwhile are joined up to BATCH_MAX records."""
         queue, batch_max = self.batches, self.ws.batch_max
         handle = self.processor.handle
+        debug = functools.partial(log.isEnabledFor, logging.DEBUG)
         while True:
             batch = await queue.get()
             while len(batch) < batch_max and not queue.empty():
                 batch += queue.get_nowait()
+            if debug():
+                t0, oldest = time.time(), min(m.timestamp or 0 for m in batch)
             await finish_batch(handle(batch))
+            if debug():
+                log.debug("batch of %d: %.1f ms, oldest record %.1f ms old, %d queued",
+                          len(batch), (time.time() - t0) * 1e3, (t0 - oldest) * 1e3,
+                          queue.qsize())
             ack = self.app.consumer.ack
             for message in batch:
                 ack(message)
