@@ -116,7 +116,8 @@ class Worker:
         # Faust subscribes (and co-partitions) the topics agents consume; the records of
         # this one are handed to batch_loop by the consumer, never to the agent
         app.transport.Consumer = BatchingConsumer
-        app.consumer.hand_over([ws.topic_events, ws.topic_ticks], self.batches.put)
+        app.consumer.hand_over([ws.topic_events, ws.topic_ticks], self.batches.put,
+                               ws.fetch_max_wait_ms)
         app.agent(self.source, name="sessions", concurrency=1)(self.sessions_agent)
         app.task(self.batch_loop)
         app.agent(self.settings_topic, name="settings-dlq", concurrency=1)(self.settings_agent)

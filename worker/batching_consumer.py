@@ -29,31 +29,37 @@ from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 
 BatchSink = Callable[[list], Awaitable[None]]
 
-#: Faust hard-codes ``fetch_max_wait_ms=1500``. aiokafka keeps one fetch in flight per
-#: broker and leaves out of it the partitions whose records are still buffered, so under
-#: load a fetch often covers only idle partitions (ticks, settings) and the broker holds
-#: it for the full wait while the events partitions fill up: every ~1.5 s the worker
-#: stalled and latency at half load was ~1.2 s (p50). A short wait ends that.
+#: Default of the FETCH_MAX_WAIT_MS setting. Faust hard-codes ``fetch_max_wait_ms=1500``.
+#: aiokafka keeps one fetch in flight per broker and leaves out of it the partitions
+#: whose records are still buffered, so under load a fetch often covers only idle
+#: partitions (ticks, settings) and the broker holds it for the full wait while the
+#: events partitions fill up: every ~1.5 s the worker stalled, and latency at half load
+#: was ~1.2 s (p50). A short wait ends that.
 FETCH_MAX_WAIT_MS = 20
 
 
 class ShortWaitConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS     # read by start() (Fetcher)
+        # read by AIOKafkaConsumer.start() when it creates its Fetcher
+        consumer._fetch_max_wait_ms = getattr(self.consumer, "fetch_max_wait_ms",
+                                              FETCH_MAX_WAIT_MS)
         return consumer
 
 
 class BatchingConsumer(FaustAIOKafkaConsumer):
     batch_topics: frozenset[str] = frozenset()
     batch_sink: BatchSink | None = None
+    fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    def hand_over(self, topics: Iterable[str], sink: BatchSink) -> None:
+    def hand_over(self, topics: Iterable[str], sink: BatchSink,
+                  fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
         self.batch_topics = frozenset(topics)
         self.batch_sink = sink
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
     async def _drain_messages(self, fetcher) -> None:  # pragma: no cover - needs Kafka
         """Faust's ``_drain_messages`` + ``getmany``, minus their per-record awaits and

@@ -42,6 +42,7 @@ class WorkerSettings:
     web_port: int               # 0 disables the web server
     tick_interval_ms: int
     batch_max: int
+    fetch_max_wait_ms: int
     log_level: str
     core: CoreConfig
     default_settings: AppSettings
@@ -97,6 +98,7 @@ def settings_from_env() -> WorkerSettings:
         web_port=_int("WEB_PORT", 6066),
         tick_interval_ms=_int("TICK_INTERVAL_MS", 500),
         batch_max=_int("BATCH_MAX", 1000),
+        fetch_max_wait_ms=_int("FETCH_MAX_WAIT_MS", 20),
         log_level=_str("LOG_LEVEL", "info").lower(),
         core=core,
         default_settings=default_settings_from_env(core),
@@ -105,8 +107,8 @@ def settings_from_env() -> WorkerSettings:
     problems = []
     if ws.partitions < 1 or ws.replication < 1:
         problems.append("TOPIC_PARTITIONS and TOPIC_REPLICATION_FACTOR must be >= 1")
-    if ws.tick_interval_ms < 10 or ws.batch_max < 1:
-        problems.append("TICK_INTERVAL_MS >= 10, BATCH_MAX >= 1")
+    if ws.tick_interval_ms < 10 or ws.batch_max < 1 or ws.fetch_max_wait_ms < 0:
+        problems.append("TICK_INTERVAL_MS >= 10, BATCH_MAX >= 1, FETCH_MAX_WAIT_MS >= 0")
     if not ws.store.startswith(("memory://", "rocksdb://")):
         problems.append("STORE must be memory:// or rocksdb://")
     if ws.topic_events == ws.topic_settings or len(set(outputs.values())) != len(outputs):
