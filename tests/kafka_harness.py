@@ -345,6 +345,23 @@ def event_item(value: dict) -> dict:
             "value": value}
 
 
+def conversation_items(app_id: str, users: int, base: int, n: int) -> list[dict]:
+    """``n`` events over ``users`` keys of ``app_id``, ts from ``base`` upwards (1 ms
+    apart): each key first connects (a non-interactive session opens), then gets user
+    messages (with and without intent, so sessions upgrade) and agent messages."""
+    items = []
+    for i in range(n):
+        kind = "on_connect" if i < users else ("user_message" if i % 3 else "agent_message")
+        value = {"event_id": f"e{i}", "app_id": app_id, "user_id": f"u{i % users}",
+                 "ts": base + i, "type": kind, "channel": "web"}
+        if kind == "on_connect":
+            value["action"] = "run_message"
+        if kind == "user_message":
+            value["intent"] = "Book" if i % 2 else None
+        items.append(event_item(value))
+    return items
+
+
 def settings_item(app_id: str, value: dict | None) -> dict:
     return {"topic": "session-settings", "key": app_id,
             "value": None if value is None else {"app_id": app_id, **value}}

@@ -14,8 +14,9 @@ import time
 import pytest
 
 from tests.kafka_harness import (MIN, REPO, SEC, assert_same_outputs, consume_outputs,
-                                 dedupe, event_item, log_lines, now_ms, produce_lines,
-                                 replay_expected, run, settings_item, unique_env)
+                                 conversation_items, dedupe, log_lines, now_ms,
+                                 produce_lines, replay_expected, run, settings_item,
+                                 unique_env)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -55,21 +56,6 @@ def broker(tmp_path):
     b.stop()
 
 
-def _conversation(base: int, n: int) -> list[dict]:
-    items = []
-    for i in range(n):
-        user = f"u{i % USERS}"
-        kind = "on_connect" if i < USERS else ("user_message" if i % 3 else "agent_message")
-        value = {"event_id": f"e{i}", "app_id": "br", "user_id": user, "ts": base + i,
-                 "type": kind, "channel": "web"}
-        if kind == "on_connect":
-            value["action"] = "run_message"
-        if kind == "user_message":
-            value["intent"] = "Book" if i % 2 else None
-        items.append(event_item(value))
-    return items
-
-
 def test_broker_restart_mid_stream_worker_survives_and_loses_nothing(broker, workers,
                                                                      tmp_path):
     env = unique_env("broker-restart", tmp_path, KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap)
@@ -77,7 +63,7 @@ def test_broker_restart_mid_stream_worker_survives_and_loses_nothing(broker, wor
     # deadlines ~55 s from now: sessions stay open across the outage, then close by
     # the wall clock once the broker is back
     base = now_ms() - 5 * MIN + 55 * SEC
-    events = _conversation(base, 4_000)
+    events = conversation_items("br", USERS, base, 4_000)
     lines = log_lines(settings + events)
     half = 1 + len(events) // 2
 

@@ -8,30 +8,13 @@ import time
 
 import pytest
 
-from tests.kafka_harness import (MIN, SEC, assert_same_outputs, consume_outputs, dedupe,
-                                 event_item, log_lines, now_ms, produce_lines,
-                                 replay_expected, run, settings_item)
+from tests.kafka_harness import (MIN, SEC, assert_same_outputs, consume_outputs,
+                                 conversation_items, dedupe, log_lines, now_ms,
+                                 produce_lines, replay_expected, run, settings_item)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 USERS = 300
-
-
-def _conversation(base: int, n: int) -> list[dict]:
-    """``n`` events over USERS keys of app "rs" (inactivity 5 min), ts from ``base``
-    upwards; every key opens a non-interactive session and is upgraded later."""
-    items = []
-    for i in range(n):
-        user = f"u{i % USERS}"
-        kind = "on_connect" if i < USERS else ("user_message" if i % 3 else "agent_message")
-        value = {"event_id": f"e{i}", "app_id": "rs", "user_id": user, "ts": base + i,
-                 "type": kind, "channel": "web"}
-        if kind == "on_connect":
-            value["action"] = "run_message"
-        if kind == "user_message":
-            value["intent"] = "Book" if i % 2 else None
-        items.append(event_item(value))
-    return items
 
 
 def _restored_keys(log: str) -> int:
@@ -43,7 +26,7 @@ def _run_with_restart(env, workers, sig: int):
     # deadlines ~28 s from now (a restart takes ~15 s here): the sessions stay open
     # across the restart and then close by the wall clock of the second worker
     base = now_ms() - 5 * MIN + 28 * SEC
-    events = _conversation(base, 6_000)
+    events = conversation_items("rs", USERS, base, 6_000)
     lines = log_lines(settings + events)
     chunks = [lines[:1 + 2_000], lines[1 + 2_000:1 + 4_000], lines[1 + 4_000:]]
 
