@@ -117,7 +117,7 @@ class Worker:
         # this one are handed to batch_loop by the consumer, never to the agent
         app.transport.Consumer = BatchingConsumer
         app.consumer.hand_over([ws.topic_events, ws.topic_ticks], self.batches.put,
-                               ws.fetch_max_wait_ms)
+                               ws.fetch_max_wait_ms, after_seek=self.seek_to_state)
         app.agent(self.source, name="sessions", concurrency=1)(self.sessions_agent)
         app.task(self.batch_loop)
         app.agent(self.settings_topic, name="settings-dlq", concurrency=1)(self.settings_agent)
@@ -137,29 +137,13 @@ class Worker:
     async def on_assigned(self, sender, assigned, **kwargs) -> None:
         self.recovered = False
         self.registry.retain(self._events_partitions(assigned))
-        self._hook_seek()
-
-    def _hook_seek(self) -> None:
-        """Run ``seek_to_state`` right after every ``Consumer.perform_seek``: Faust
-        seeks the input partitions to their committed offsets once recovery completed
-        (after ``on_recovered``), and we may need to move some back from there."""
-        consumer = self.app.consumer
-        if getattr(consumer, "_sessions_hooked", False):
-            return
-        perform_seek = consumer.perform_seek
-
-        async def perform_seek_then_state() -> None:
-            await perform_seek()
-            await self.seek_to_state()
-
-        consumer.perform_seek = perform_seek_then_state
-        consumer._sessions_hooked = True
 
     async def seek_events(self, partition: int, offset: int) -> None:
         await self.app.consumer.seek(TP(self.ws.topic_events, partition), offset)
 
     async def seek_to_state(self) -> None:
-        """The table records how far each events partition was processed (its
+        """Runs after Faust seeks the input partitions to their committed offsets once
+        recovery completed (``BatchingConsumer.perform_seek``). The table records how far each events partition was processed (its
         ``next_offset``). Offsets are committed only after the state is durable, so the
         committed offset should never be ahead of it; if it is (an offset committed for a
         record never processed), read again from the table's position instead of

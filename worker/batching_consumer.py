@@ -28,6 +28,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 
 BatchSink = Callable[[list], Awaitable[None]]
+AfterSeek = Callable[[], Awaitable[None]]
 
 #: Default of the FETCH_MAX_WAIT_MS setting. Faust hard-codes ``fetch_max_wait_ms=1500``.
 #: aiokafka keeps one fetch in flight per broker and leaves out of it the partitions
@@ -50,16 +51,27 @@ class ShortWaitConsumerThread(AIOKafkaConsumerThread):
 class BatchingConsumer(FaustAIOKafkaConsumer):
     batch_topics: frozenset[str] = frozenset()
     batch_sink: BatchSink | None = None
+    after_seek: AfterSeek | None = None
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def hand_over(self, topics: Iterable[str], sink: BatchSink,
-                  fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
+                  fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
+                  after_seek: AfterSeek | None = None) -> None:
+        """``sink`` receives the record lists; ``after_seek`` runs right after every
+        seek of the input partitions to their committed offsets (after recovery), so the
+        worker can move some of them back to the offsets stored with its state."""
         self.batch_topics = frozenset(topics)
         self.batch_sink = sink
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.after_seek = after_seek
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        if self.after_seek is not None:
+            await self.after_seek()
 
     async def _drain_messages(self, fetcher) -> None:  # pragma: no cover - needs Kafka
         """Faust's ``_drain_messages`` + ``getmany``, minus their per-record awaits and

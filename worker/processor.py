@@ -93,9 +93,9 @@ class BatchProcessor:
         generation = self.generation()
         for msg in batch:                                                # 2
             if msg.generation_id != generation:
-                # Fetched before the last rebalance but still in Faust's take buffer
-                # (faust-streaming #221/#236): after the rebalance Faust seeks back to
-                # the committed offset, so this record comes again, in order.
+                # Fetched before the last rebalance but still queued for the batch loop
+                # (as in faust-streaming #221/#236): after the rebalance Faust seeks back
+                # to the committed offset, so this record comes again, in order.
                 counts["stale_generation_dropped"] += 1
                 continue
             partition = msg.partition
