@@ -179,8 +179,9 @@ class Worker:
             self.clock.progress.reset()
             self.processor.guard.reset()
             self.recovered = True
-            log.info("recovered: own events partitions %s (loaded %s)",
-                     sorted(assigned), sorted(loaded))
+            log.info("recovered: own events partitions %s (loaded %s); %d changelog "
+                     "records applied in bulk so far", sorted(assigned), sorted(loaded),
+                     self.app.consumer.restored_records)
         except BaseException as exc:
             fatal(f"state rebuild after recovery failed: {exc!r}", exc)
 

@@ -12,8 +12,18 @@ rebalances, pause/resume during table recovery, seeks, the read-offset and gap
 bookkeeping, acks and offset commits — and changes one thing: records of the topics in
 ``batch_topics`` (the events topic and its co-partitioned ticks topic) are not passed to
 the conductor one by one but collected per fetch (``getmany``) and handed to
-``batch_sink`` as one list, with a single await. Other topics (changelogs during
-recovery, the settings topic) take Faust's normal path, record by record.
+``batch_sink`` as one list, with a single await. The settings topic takes Faust's
+normal path, record by record.
+
+Changelog records being restored (recovery of an active table partition) are applied
+to the table's store per fetch too (``_restore``): Faust's recovery path costs about
+300 µs per record (the per-record callback above, a queue, ``asyncio.wait_for`` per
+record in ``Recovery._slurp_changelogs``), so a cold restore of 1M sessions took about
+six minutes. The store is written with Faust's own ``Table.apply_changelog_batch`` (the
+same call Recovery makes, for the memory store and RocksDB alike), Recovery's offset for
+the partition is advanced as Recovery would advance it, and the last record of each
+fetch still goes through Faust's path as a wake-up: Recovery finds its offset already
+seen, skips it, and checks whether recovery is complete.
 
 The handed-over records are tracked as unacknowledged like Faust's streams do, so a
 rebalance or a shutdown waits (``Consumer.wait_empty``) until the worker acknowledged
@@ -26,6 +36,30 @@ from typing import Awaitable, Callable, Iterable
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
+
+class _ChangelogMessage:
+    """The fields of a Faust ``Message`` that ``apply_changelog_batch`` reads."""
+
+    __slots__ = ("tp", "partition", "offset", "key", "value")
+
+    def __init__(self, tp, record) -> None:
+        self.tp = tp
+        self.partition = record.partition
+        self.offset = record.offset
+        self.key = record.key
+        self.value = record.value
+
+
+class _ChangelogEvent:
+    """A Faust ``Event`` of a raw-serialized (bytes) table, as far as the stores read it."""
+
+    __slots__ = ("key", "value", "message")
+
+    def __init__(self, tp, record) -> None:
+        self.message = _ChangelogMessage(tp, record)
+        self.key = record.key
+        self.value = record.value
+
 
 BatchSink = Callable[[list], Awaitable[None]]
 AfterSeek = Callable[[], Awaitable[None]]
@@ -53,6 +87,7 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
     batch_sink: BatchSink | None = None
     after_seek: AfterSeek | None = None
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
+    restored_records: int = 0      # changelog records applied by ``_restore``
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -73,6 +108,28 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         if self.after_seek is not None:
             await self.after_seek()
 
+    async def _restore(self, recovery, tp, tp_records: list) -> bool:
+        """Apply one fetch of a changelog partition under recovery to its table, in
+        order, as Recovery would (see the module docstring). False: leave it to Faust."""
+        table = recovery.tp_to_table.get(tp)
+        if table is None or table._on_changelog_event is not None:
+            return False
+        offsets = recovery.active_offsets
+        seen = offsets.get(tp)
+        r_offset = self._read_offset[tp]
+        events = [_ChangelogEvent(tp, r) for r in tp_records
+                  if (seen is None or r.offset > seen)
+                  and (r_offset is None or r.offset >= r_offset)]
+        if events:
+            table.apply_changelog_batch(events)
+            offsets[tp] = events[-1].message.offset
+        last = tp_records[-1]
+        self._read_offset[tp] = last.offset
+        self.restored_records += len(events)
+        await self.wait_first(self.callback(self._to_message(tp, last)),
+                              self.suspend_flow.wait())
+        return True
+
     async def _drain_messages(self, fetcher) -> None:  # pragma: no cover - needs Kafka
         """Faust's ``_drain_messages`` + ``getmany``, minus their per-record awaits and
         the round-robin reordering across partitions (order within a partition is what
@@ -88,6 +145,7 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         app = self.app
         batch_topics = self.batch_topics
         sink = self.batch_sink
+        recovery = app.tables.recovery
         if sink is None:
             raise RuntimeError("BatchingConsumer needs hand_over() before it starts")
 
@@ -122,6 +180,10 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                     app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     fast = tp.topic in batch_topics
                     acking = acks_enabled_for(tp.topic)
+                    if (not fast and not acking and recovery.in_recovery
+                            and tp in recovery.active_tps
+                            and await self._restore(recovery, tp, tp_records)):
+                        continue
                     for record in tp_records:
                         offset = record.offset
                         r_offset = read_offset[tp]
