@@ -83,6 +83,9 @@ class Worker:
             # how long a crashed worker's partitions wait before another one takes them
             # over (Faust's default is 60 s); FAUST_BROKER_SESSION_TIMEOUT overrides it
             broker_session_timeout=20.0,
+            # static membership: a restarted worker with the same WORKER_INSTANCE_ID takes
+            # its partitions back at once instead of after the session timeout
+            consumer_group_instance_id=ws.instance_id,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             stream_wait_empty=True,

@@ -43,6 +43,7 @@ class WorkerSettings:
     tick_interval_ms: int
     batch_max: int
     fetch_max_wait_ms: int
+    instance_id: str | None     # static group membership (KIP-345): stable per worker, or None
     log_level: str
     core: CoreConfig
     default_settings: AppSettings
@@ -99,6 +100,7 @@ def settings_from_env() -> WorkerSettings:
         tick_interval_ms=_int("TICK_INTERVAL_MS", 500),
         batch_max=_int("BATCH_MAX", 1000),
         fetch_max_wait_ms=_int("FETCH_MAX_WAIT_MS", 20),
+        instance_id=os.environ.get("WORKER_INSTANCE_ID") or None,
         log_level=_str("LOG_LEVEL", "info").lower(),
         core=core,
         default_settings=default_settings_from_env(core),
