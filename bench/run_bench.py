@@ -691,6 +691,10 @@ async def bench_state(ctx: Ctx, http, offs) -> dict:
         "ALLOWED_LATENESS_MS", 2000))
     port = free_port()
     env = w_env(ctx, "state", port, DEFAULT_INACTIVITY_MINUTES=a.state_inactivity_min)
+    # static membership, as deployed for fast restarts (README: WORKER_INSTANCE_ID); the
+    # restarted process takes the partitions back without waiting for the session
+    # timeout. --worker-env WORKER_INSTANCE_ID= measures dynamic membership instead.
+    env.setdefault("WORKER_INSTANCE_ID", f"bench-state-{port}")
     await create_w_topics(ctx, env)
     res: dict = {"open_target": n_open, "store": a.store, "load_before": loadavg(),
                  "allowed_lateness_ms": lateness_ms}
@@ -777,7 +781,8 @@ async def bench_state(ctx: Ctx, http, offs) -> dict:
             raise PhaseError(f"cold restart: {err}", res) from None
         rec = {"probe_opened_s": ready["probe_opened_s"], "readyz_s": ready["readyz_s"],
                "breakdown_s": ready["log_marks_s"], "sessions": res["open_at_kill"],
-               "store": a.store}
+               "store": a.store,
+               "membership": "static" if env["WORKER_INSTANCE_ID"] else "dynamic"}
         main_s = rec["probe_opened_s"]
         if main_s is not None and rec["sessions"]:
             scale = 1_000_000 / max(rec["sessions"], 1)
@@ -884,7 +889,8 @@ def build_table(res: dict) -> tuple[str, list[dict]]:
         r_met = (f"not proven ({rec.get('sessions', 0):,} sessions; extrapolated "
                  f"{'within' if s1m <= FLOORS['recovery_s_per_1m'] else 'over'} the floor: "
                  f"run --big)")
-    row(f"cold recovery ({rec.get('sessions', 0):,} sessions, kill -9 → probe event's output)"
+    row(f"cold recovery ({rec.get('sessions', 0):,} sessions, {rec.get('membership', 'dynamic')} "
+        "membership, kill -9 → probe event's output)"
         if rec else "cold recovery",
         (f"{rec['probe_opened_s']} s (" + ("extrapolated " if rec.get("s_per_1m_extrapolated")
                                            else "") + f"{s1m} s per 1M)")
