@@ -36,9 +36,10 @@ import time
 import faust
 from faust.types import TP
 
-from . import logs, observability
+from . import logs, metrics, observability
 from .batching_consumer import BatchingConsumer
 from .clock import WallClock
+from .gc_policy import GcPolicy
 from .codec import Reject, decode_settings
 from .domain import SettingsBook
 from .partitions import PartitionRegistry
@@ -105,6 +106,8 @@ class Worker:
         self.source = app.topic(ws.topic_events, ws.topic_ticks, **raw)
         self.settings_topic = app.topic(ws.topic_settings, **raw)
         self.batches: asyncio.Queue = asyncio.Queue(maxsize=QUEUED_FETCHES)
+        self.gc = GcPolicy(ws.gc_freeze_interval_s, ws.gc_full_interval_s,
+                           on_full=metrics.observe_full_gc)
         self.recovered = False           # assigned partitions rebuilt since the last rebalance
         self.gauged: set[int] = set()    # partitions with gauge series (see refresh_gauges)
         self._wire()
@@ -128,6 +131,8 @@ class Worker:
         app.task(self.feed.tail)
         app.timer(60.0, name="stats-log")(self.log_stats)
         app.timer(5.0, name="gauges")(self.refresh_gauges)
+        if self.gc.enabled:
+            app.timer(float(ws.gc_freeze_interval_s), name="gc")(self.gc_tick)
         if ws.web_port > 0:
             observability.add_routes(app, self)
 
@@ -181,6 +186,7 @@ class Worker:
             loaded = self.registry.rebuild(assigned)
             self.clock.progress.reset()
             self.processor.guard.reset()
+            self.gc.freeze()          # the restored state is long-lived (worker.gc_policy)
             self.recovered = True
             log.info("recovered: own events partitions %s (loaded %s); %d changelog "
                      "records applied in bulk so far", sorted(assigned), sorted(loaded),
@@ -257,6 +263,9 @@ class Worker:
             "settings": dict(self.feed.counts),
             "partitions": sorted(p for p, _ in self.registry.items()),
         }
+
+    async def gc_tick(self) -> None:
+        self.gc.tick(time.monotonic(), time.perf_counter)
 
     async def log_stats(self) -> None:
         log.info("stats %s", self.stats())

@@ -56,4 +56,18 @@ batch_size = Histogram(f"{NS}_batch_records", "Records per processed batch.",
 ready = Gauge(f"{NS}_ready", "1 when assigned partitions are recovered and consuming.",
               registry=REGISTRY)
 
+gc_full_collect_seconds = Gauge(
+    f"{NS}_gc_full_collect_seconds",
+    "Duration of the last full garbage collection, frozen objects included (gc_policy).",
+    registry=REGISTRY)
+gc_collected = Counter(f"{NS}_gc_collected_objects_total",
+                       "Objects reclaimed by full garbage collections (gc_policy).",
+                       registry=REGISTRY)
+
+
+def observe_full_gc(seconds: float, collected: int) -> None:
+    gc_full_collect_seconds.set(seconds)
+    gc_collected.inc(collected)
+
+
 __all__ = [name for name in dir() if not name.startswith("_")]

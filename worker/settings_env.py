@@ -44,6 +44,8 @@ class WorkerSettings:
     batch_max: int
     fetch_max_wait_ms: int
     instance_id: str | None     # static group membership (KIP-345): stable per worker, or None
+    gc_freeze_interval_s: int   # worker.gc_policy; 0 = CPython's default collector
+    gc_full_interval_s: int     # full collection including frozen objects; 0 = never
     log_level: str
     core: CoreConfig
     default_settings: AppSettings
@@ -101,6 +103,8 @@ def settings_from_env() -> WorkerSettings:
         batch_max=_int("BATCH_MAX", 1000),
         fetch_max_wait_ms=_int("FETCH_MAX_WAIT_MS", 20),
         instance_id=os.environ.get("WORKER_INSTANCE_ID") or None,
+        gc_freeze_interval_s=_int("GC_FREEZE_INTERVAL_S", 1),
+        gc_full_interval_s=_int("GC_FULL_INTERVAL_S", 21600),
         log_level=_str("LOG_LEVEL", "info").lower(),
         core=core,
         default_settings=default_settings_from_env(core),
@@ -111,6 +115,8 @@ def settings_from_env() -> WorkerSettings:
         problems.append("TOPIC_PARTITIONS and TOPIC_REPLICATION_FACTOR must be >= 1")
     if ws.tick_interval_ms < 10 or ws.batch_max < 1 or ws.fetch_max_wait_ms < 0:
         problems.append("TICK_INTERVAL_MS >= 10, BATCH_MAX >= 1, FETCH_MAX_WAIT_MS >= 0")
+    if ws.gc_freeze_interval_s < 0 or ws.gc_full_interval_s < 0:
+        problems.append("GC_FREEZE_INTERVAL_S and GC_FULL_INTERVAL_S must be >= 0")
     if not ws.store.startswith(("memory://", "rocksdb://")):
         problems.append("STORE must be memory:// or rocksdb://")
     if ws.topic_events == ws.topic_settings or len(set(outputs.values())) != len(outputs):
