@@ -41,17 +41,23 @@ def fresh() -> tuple[CoreConfig, PartitionSessions]:
     return cfg, PartitionSessions(cfg, book)
 
 
-def run(records, part: PartitionSessions, now: int) -> tuple[int, int]:
+def run(records, part: PartitionSessions, now: int, freeze_every: int = 0) -> tuple[int, int]:
+    """``freeze_every`` > 0: ``gc.freeze()`` after every that many events, as the worker's
+    GC policy does every second (worker.gc_policy)."""
     outs = 0
     dumps = encode
     on_event = part.on_event
-    for key, value in records:
-        ev = decode_event(key, value, now)
-        if type(ev) is Reject:
-            continue
-        for _topic, _key, out in on_event(ev):
-            dumps(out)
-            outs += 1
+    step = freeze_every or len(records)
+    for start in range(0, len(records), step):
+        for key, value in records[start:start + step]:
+            ev = decode_event(key, value, now)
+            if type(ev) is Reject:
+                continue
+            for _topic, _key, out in on_event(ev):
+                dumps(out)
+                outs += 1
+        if freeze_every:
+            gc.freeze()
     return outs, len(records)
 
 
@@ -73,6 +79,9 @@ def main() -> None:
     ap.add_argument("--mem-events", type=int, default=200_000,
                     help="events of the traced run that measures memory (tracemalloc is slow)")
     ap.add_argument("--json", default="bench/results/core.json")
+    ap.add_argument("--freeze-every", type=int, default=50_000,
+                    help="gc.freeze() every N events, like the worker's GC policy freezes "
+                         "every second (worker.gc_policy); 0 = CPython's default collector")
     args = ap.parse_args()
     t0 = time.perf_counter()
     records = build(args.events, args.users)
@@ -87,9 +96,12 @@ def main() -> None:
     rates, outs = [], 0
     for i in range(args.runs):
         _, part = fresh()
+        gc.unfreeze()
         gc.collect()
+        if args.freeze_every:
+            gc.freeze()         # the input records: long-lived, like the worker's state
         t = time.perf_counter()
-        outs, n = run(records, part, now)
+        outs, n = run(records, part, now, args.freeze_every)
         dt = time.perf_counter() - t
         rates.append(n / dt)
         print(f"run {i + 1}: {n / dt:,.0f} events/s ({outs:,} outputs, {open_sessions(part):,} open)")
@@ -97,6 +109,7 @@ def main() -> None:
     # Memory: trace a fresh run over a prefix, then attribute what the partition holds
     # (states, deadline index) to its keys and open sessions.
     _, part = fresh()
+    gc.unfreeze()
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
@@ -115,6 +128,7 @@ def main() -> None:
         "memory_bytes_per_key": round(held / max(1, n_keys)),
         "memory_bytes_per_open_session": round(held / max(1, n_open)),
         "wire_bytes_per_open_session_median": round(statistics.median(wire)) if wire else 0,
+        "freeze_every": args.freeze_every,
         "python": sys.version.split()[0],
         "native": native,
         "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
