@@ -183,10 +183,10 @@ class Worker:
         # a failed rebuild must stop the worker instead of letting it run on without state.
         try:
             assigned = self._events_partitions(self.app.assignor.assigned_actives())
-            loaded = self.registry.rebuild(assigned)
+            with self.gc.paused():    # the restored state is long-lived (worker.gc_policy)
+                loaded = self.registry.rebuild(assigned)
             self.clock.progress.reset()
             self.processor.guard.reset()
-            self.gc.freeze()          # the restored state is long-lived (worker.gc_policy)
             self.recovered = True
             log.info("recovered: own events partitions %s (loaded %s); %d changelog "
                      "records applied in bulk so far", sorted(assigned), sorted(loaded),

@@ -37,8 +37,9 @@ from typing import Awaitable, Callable, Iterable
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 
-class _ChangelogMessage:
-    """The fields of a Faust ``Message`` that ``apply_changelog_batch`` reads."""
+class _ChangelogEvent:
+    """A Faust ``Event`` of a raw-serialized (bytes) table and its ``Message``, as far
+    as the stores' ``apply_changelog_batch`` read them (one object for both)."""
 
     __slots__ = ("tp", "partition", "offset", "key", "value")
 
@@ -49,16 +50,9 @@ class _ChangelogMessage:
         self.key = record.key
         self.value = record.value
 
-
-class _ChangelogEvent:
-    """A Faust ``Event`` of a raw-serialized (bytes) table, as far as the stores read it."""
-
-    __slots__ = ("key", "value", "message")
-
-    def __init__(self, tp, record) -> None:
-        self.message = _ChangelogMessage(tp, record)
-        self.key = record.key
-        self.value = record.value
+    @property
+    def message(self) -> "_ChangelogEvent":
+        return self
 
 
 BatchSink = Callable[[list], Awaitable[None]]
@@ -122,7 +116,7 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                   and (r_offset is None or r.offset >= r_offset)]
         if events:
             table.apply_changelog_batch(events)
-            offsets[tp] = events[-1].message.offset
+            offsets[tp] = events[-1].offset
         last = tp_records[-1]
         self._read_offset[tp] = last.offset
         self.restored_records += len(events)

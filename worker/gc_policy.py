@@ -11,7 +11,8 @@ every 10 s, 32.0k freezing every second.
 
 Policy (``GcPolicy``):
 
-- **freeze** every ``GC_FREEZE_INTERVAL_S`` (default 1 s) and right after a recovery:
+- **freeze** every ``GC_FREEZE_INTERVAL_S`` (default 1 s), and a recovery's state
+  rebuild runs with the collector paused and is frozen right after (``paused``):
   ``gc.freeze()`` moves every object that is alive into the permanent generation, which
   automatic collections never scan (O(1)). The young generations are still collected
   as usual, so cycles of short-lived objects (futures, exceptions, Faust events) are
@@ -29,6 +30,7 @@ Time is passed in (``now`` in seconds, monotonic) so the policy is tested withou
 """
 from __future__ import annotations
 
+import contextlib
 import gc as _gc
 import logging
 
@@ -54,6 +56,20 @@ class GcPolicy:
         if self.enabled:
             self.gc.freeze()
             self.freezes += 1
+
+    @contextlib.contextmanager
+    def paused(self):
+        """No automatic collection inside (a state rebuild allocates a million
+        long-lived, acyclic objects: collections would only rescan them); frozen after."""
+        was_enabled = self.enabled and self.gc.isenabled()
+        if was_enabled:
+            self.gc.disable()
+        try:
+            yield
+        finally:
+            if was_enabled:
+                self.gc.enable()
+            self.freeze()
 
     def tick(self, now: float, perf=None) -> None:
         """Called every ``freeze_interval_s``: a full pass when one is due, else a freeze."""

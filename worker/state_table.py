@@ -125,7 +125,12 @@ class StateTable:
         """Everything the local store holds for ``partitions`` (one pass over the
         store; called after Faust finished restoring it from the changelog)."""
         out = {p: PartitionContents() for p in partitions}
-        for key, raw in self.table.data.items():
+        store = self.table.data
+        # Faust's Store.items() decodes every key and value through its serializer
+        # registry (a few Python calls per item; raw bytes either way): for the memory
+        # store read its dict directly, which made a 1M-session rebuild seconds faster
+        items = store.items() if self._rocksdb else store.data.items()
+        for key, raw in items:
             if raw is None:
                 continue
             partition, payload = orjson.loads(raw)

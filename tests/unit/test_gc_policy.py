@@ -75,3 +75,29 @@ def test_frozen_objects_are_kept_and_cycles_are_reclaimed_by_a_full_pass():
         assert alive() is None
     finally:
         gc.unfreeze()
+
+
+def test_paused_disables_collection_inside_and_freezes_after():
+    class PausingGc(FakeGc):
+        enabled = True
+
+        def isenabled(self) -> bool:
+            return self.enabled
+
+        def disable(self) -> None:
+            self.calls.append("disable")
+            self.enabled = False
+
+        def enable(self) -> None:
+            self.calls.append("enable")
+            self.enabled = True
+
+    fake = PausingGc()
+    policy = GcPolicy(1, 0, gc=fake)
+    with policy.paused():
+        assert fake.enabled is False
+    assert fake.calls == ["disable", "enable", "freeze"] and fake.enabled
+    off = PausingGc()
+    with GcPolicy(0, 0, gc=off).paused():   # policy disabled: the collector is left alone
+        pass
+    assert off.calls == []
