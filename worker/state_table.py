@@ -127,9 +127,10 @@ class StateTable:
         out = {p: PartitionContents() for p in partitions}
         store = self.table.data
         # Faust's Store.items() decodes every key and value through its serializer
-        # registry (a few Python calls per item; raw bytes either way): for the memory
-        # store read its dict directly, which made a 1M-session rebuild seconds faster
-        items = store.items() if self._rocksdb else store.data.items()
+        # registry (a few Python calls per item; raw bytes either way): read the raw
+        # items instead (the memory store's dict; RocksDB's per-partition databases of
+        # the active partitions), which made a 1M-session rebuild seconds faster
+        items = store._iteritems() if self._rocksdb else store.data.items()
         for key, raw in items:
             if raw is None:
                 continue
