@@ -111,13 +111,17 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         offsets = recovery.active_offsets
         seen = offsets.get(tp)
         r_offset = self._read_offset[tp]
-        events = [_ChangelogEvent(tp, r) for r in tp_records
-                  if (seen is None or r.offset > seen)
-                  and (r_offset is None or r.offset >= r_offset)]
+        # as Faust's path: records read before a seek are dropped; Recovery then skips
+        # what it already applied (offset <= seen)
+        accepted = [r for r in tp_records if r_offset is None or r.offset >= r_offset]
+        if not accepted:
+            return True
+        events = [_ChangelogEvent(tp, r) for r in accepted
+                  if seen is None or r.offset > seen]
         if events:
             table.apply_changelog_batch(events)
             offsets[tp] = events[-1].offset
-        last = tp_records[-1]
+        last = accepted[-1]            # offset <= offsets[tp] now: Recovery skips it
         self._read_offset[tp] = last.offset
         self.restored_records += len(events)
         await self.wait_first(self.callback(self._to_message(tp, last)),
