@@ -39,9 +39,9 @@ from faust.types import TP
 from . import logs, metrics, observability
 from .batching_consumer import BatchingConsumer
 from .clock import WallClock
-from .gc_policy import GcPolicy
 from .codec import Reject, decode_settings
 from .domain import SettingsBook
+from .gc_policy import GcPolicy
 from .partitions import PartitionRegistry
 from .processor import BatchProcessor, fatal, finish_batch
 from .publisher import Publisher

@@ -45,7 +45,6 @@ class GcPolicy:
         self.gc = gc
         self.on_full = on_full            # called with (seconds, objects collected)
         self.last_full: float | None = None
-        self.freezes = 0
         self.full_collections = 0
 
     @property
@@ -55,7 +54,6 @@ class GcPolicy:
     def freeze(self) -> None:
         if self.enabled:
             self.gc.freeze()
-            self.freezes += 1
 
     @contextlib.contextmanager
     def paused(self):
