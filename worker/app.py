@@ -151,11 +151,11 @@ class Worker:
 
     async def seek_to_state(self) -> None:
         """Runs after Faust seeks the input partitions to their committed offsets once
-        recovery completed (``BatchingConsumer.perform_seek``). The table records how far each events partition was processed (its
-        ``next_offset``). Offsets are committed only after the state is durable, so the
-        committed offset should never be ahead of it; if it is (an offset committed for a
-        record never processed), read again from the table's position instead of
-        skipping records."""
+        recovery completed (``BatchingConsumer.perform_seek``). The table records how
+        far each events partition was processed (its ``next_offset``). Offsets are
+        committed only after the state is durable, so the committed offset should never
+        be ahead of it; if it is (an offset committed for a record never processed), read
+        again from the table's position instead of skipping records."""
         consumer = self.app.consumer
         for partition, nxt in sorted(self.registry.next_offset.items()):
             tp = TP(self.ws.topic_events, partition)
@@ -265,7 +265,7 @@ class Worker:
         }
 
     async def gc_tick(self) -> None:
-        self.gc.tick(time.monotonic(), time.perf_counter)
+        self.gc.tick(time.monotonic())
 
     async def log_stats(self) -> None:
         log.info("stats %s", self.stats())
