@@ -44,7 +44,7 @@ from .domain import SettingsBook
 from .gc_policy import GcPolicy
 from .partitions import PartitionRegistry
 from .processor import BatchProcessor, fatal, finish_batch
-from .publisher import Publisher
+from .publisher import DeliveryFailed, Publisher
 from .settings_env import WorkerSettings, settings_from_env
 from .settings_feed import SettingsFeed
 from .state_table import StateTable
@@ -123,7 +123,9 @@ class Worker:
         # this one are handed to batch_loop by the consumer, never to the agent
         app.transport.Consumer = BatchingConsumer
         app.consumer.hand_over([ws.topic_events, ws.topic_ticks], self.batches.put,
-                               ws.fetch_max_wait_ms, after_seek=self.seek_to_state)
+                               ws.fetch_max_wait_ms, after_seek=self.seek_to_state,
+                               transactional_topics=([ws.topic_events, ws.topic_settings]
+                                                     if ws.exactly_once else ()))
         app.agent(self.source, name="sessions", concurrency=1)(self.sessions_agent)
         app.task(self.batch_loop)
         app.agent(self.settings_topic, name="settings-dlq", concurrency=1)(self.settings_agent)
@@ -231,7 +233,15 @@ class Worker:
                 outbox = self.publisher.outbox()
                 outbox.dead_letter(decoded, msg.topic, msg.partition, msg.offset, msg.key,
                                    msg.value)
-                await self.publisher.deliver(outbox)
+                try:
+                    if ws.exactly_once:  # the dead letter and the offset past it, together
+                        await self.publisher.deliver_atomically(
+                            outbox, {(msg.topic, msg.partition): msg.offset + 1}, ws.app_id)
+                    else:
+                        await self.publisher.deliver(outbox)
+                except DeliveryFailed as exc:
+                    # as a failed batch: exit without committing, read it again after
+                    fatal(f"settings dead letter not delivered: {exc!r}", exc)
 
     async def send_ticks(self) -> None:
         """Wake the agent for partitions with something due by the wall clock (R6, R10),
@@ -277,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ws = settings_from_env()
     logs.setup(ws.log_level)        # JSON lines on stderr (worker.logs); Faust keeps its hands off
-    log.info("starting: app id %s, brokers %s, security %s, store %s", ws.app_id,
-             ws.bootstrap, ws.security.describe(), ws.store)
+    log.info("starting: app id %s, brokers %s, security %s, store %s, %s", ws.app_id,
+             ws.bootstrap, ws.security.describe(), ws.store, ws.guarantee)
     os.makedirs(ws.state_dir, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -287,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     feed = SettingsFeed(ws.kafka_kwargs(), ws.topic_settings, partitions[ws.topic_settings],
                         ws.core, book, ws.max_record_bytes)
     loop.run_until_complete(feed.load())
-    publisher = Publisher(ws.kafka_kwargs(), f"{ws.app_id}-publisher", ws.output_topics)
+    publisher = Publisher(ws.kafka_kwargs(), f"{ws.app_id}-publisher", ws.output_topics,
+                          transactional_id=ws.transactional_id if ws.exactly_once else None,
+                          transaction_timeout_ms=ws.transaction_timeout_ms,
+                          kill_before_commit=ws.fault_kill_before_commit)
     loop.run_until_complete(publisher.start([ws.topic_ticks]))
     worker = Worker(ws, partitions[ws.topic_events], feed, book, publisher)
     faust.Worker(worker.app, loop=loop, loglevel=ws.log_level, override_logging=False,

@@ -70,10 +70,24 @@ FETCH_MAX_WAIT_MS = 20
 class ShortWaitConsumerThread(AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
-        # read by AIOKafkaConsumer.start() when it creates its Fetcher
+        # both read by AIOKafkaConsumer.start() when it creates its Fetcher
         consumer._fetch_max_wait_ms = getattr(self.consumer, "fetch_max_wait_ms",
                                               FETCH_MAX_WAIT_MS)
+        if getattr(self.consumer, "read_committed", False):
+            consumer._isolation_level = "read_committed"
         return consumer
+
+    def position_now(self, tp) -> int | None:
+        """The fetch position of ``tp`` as the aiokafka consumer holds it (no request):
+        one past the last offset it delivered or skipped, None if unknown."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        assignment = getattr(consumer._subscription.subscription, "assignment", None)
+        if assignment is None or tp not in assignment.tps:
+            return None
+        state = assignment.state_value(tp)
+        return state.position if state.has_valid_position else None
 
 
 class BatchingConsumer(FaustAIOKafkaConsumer):
@@ -81,21 +95,45 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
     batch_sink: BatchSink | None = None
     after_seek: AfterSeek | None = None
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
+    read_committed: bool = False   # exactly-once: skip records of open/aborted transactions
+    #: exactly-once: topics whose offsets the worker commits in its own transactions;
+    #: Faust's commits leave them alone (see ``_commit``)
+    transactional_topics: frozenset[str] = frozenset()
     restored_records: int = 0      # changelog records applied by ``_restore``
+    _last_restored: dict | None = None   # tp -> last record applied by ``_restore``
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def hand_over(self, topics: Iterable[str], sink: BatchSink,
                   fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,
-                  after_seek: AfterSeek | None = None) -> None:
+                  after_seek: AfterSeek | None = None,
+                  transactional_topics: Iterable[str] = ()) -> None:
         """``sink`` receives the record lists; ``after_seek`` runs right after every
         seek of the input partitions to their committed offsets (after recovery), so the
-        worker can move some of them back to the offsets stored with its state."""
+        worker can move some of them back to the offsets stored with its state.
+        ``transactional_topics`` (exactly-once mode): the worker commits these topics'
+        offsets in its transactions, and the consumer reads only committed transactions
+        (the changelog is written in them)."""
         self.batch_topics = frozenset(topics)
         self.batch_sink = sink
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.after_seek = after_seek
+        self.transactional_topics = frozenset(transactional_topics)
+        self.read_committed = bool(self.transactional_topics)
+
+    async def _commit(self, offsets) -> bool:
+        """Faust's periodic commit computes its offsets from the acknowledged records,
+        then awaits (a producer flush) before sending them: a transaction of ours can
+        commit a higher offset in between, which Faust's commit would then move back.
+        A settings dead letter would be published again after a crash, events records
+        re-read (and skipped). So Faust commits only the other topics (the ticks)."""
+        if self.transactional_topics:
+            offsets = {tp: offset for tp, offset in offsets.items()
+                       if tp.topic not in self.transactional_topics}
+            if not offsets:
+                return True     # already committed, in the transactions
+        return await super()._commit(offsets)
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
@@ -124,9 +162,36 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         last = accepted[-1]            # offset <= offsets[tp] now: Recovery skips it
         self._read_offset[tp] = last.offset
         self.restored_records += len(events)
-        await self.wait_first(self.callback(self._to_message(tp, last)),
-                              self.suspend_flow.wait())
+        wake = self._to_message(tp, last)
+        if self._last_restored is None:
+            self._last_restored = {}
+        self._last_restored[tp] = wake
+        await self.wait_first(self.callback(wake), self.suspend_flow.wait())
         return True
+
+    async def _skip_markers(self, recovery) -> None:
+        """read_committed only. A transaction's commit marker (and every record of an
+        aborted transaction) takes an offset but is never delivered, and a changelog
+        written in transactions ends with a marker: Recovery, which counts delivered
+        offsets up to the high-water mark, would wait for it forever (Faust's own
+        ``detect_aborted_tx`` runs only with its exactly-once guarantee, after 10 s).
+        The consumer's position is past everything it skipped, and every record before
+        it was handed to ``_restore`` already: move Recovery's offset there, and wake
+        Recovery with the last applied record so it sees that it is done."""
+        offsets = recovery.active_offsets
+        position_now = self._thread.position_now
+        for tp in list(recovery.active_tps):
+            table = recovery.tp_to_table.get(tp)
+            if table is None or table._on_changelog_event is not None:
+                continue                    # Faust's path applies these: leave them
+            position = position_now(tp)
+            seen = offsets.get(tp)
+            if position is None or (seen is not None and position - 1 <= seen):
+                continue
+            offsets[tp] = position - 1
+            wake = (self._last_restored or {}).get(tp)
+            if wake is not None:
+                await self.wait_first(self.callback(wake), self.suspend_flow.wait())
 
     async def _drain_messages(self, fetcher) -> None:  # pragma: no cover - needs Kafka
         """Faust's ``_drain_messages`` + ``getmany``, minus their per-record awaits and
@@ -161,6 +226,9 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                 generation = app.consumer_generation_id
                 await self.sleep(0)
                 if not records or self.should_stop:
+                    if (self.read_committed and recovery.in_recovery and self.flow_active
+                            and not self.should_stop):
+                        await self._skip_markers(recovery)
                     continue
                 if not self.flow_active:
                     # as Faust's getmany: fetched while stopped, read again after a seek
@@ -170,10 +238,13 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                         self.log.warning("seek while flow not active failed: %r", exc)
                     continue
                 batch: list = []
+                complete = True                # every fetched record was handled
                 for tp, tp_records in records.items():
                     if not (active is None or tp in active or tp in self._buffered_partitions):
+                        complete = False
                         continue
                     if app.consumer_generation_id != generation or not self.flow_active:
+                        complete = False
                         break                  # a rebalance began: Faust seeks afterwards
                     app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     fast = tp.topic in batch_topics
@@ -203,6 +274,8 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                         read_offset[tp] = offset
                 if batch:
                     await flush(batch)
+                if complete and self.read_committed and recovery.in_recovery:
+                    await self._skip_markers(recovery)   # after this fetch's records
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return

@@ -16,7 +16,10 @@ ticks topic. For each batch, in this order:
    re-delivered event is a duplicate of the restored state and emits nothing, R21).
    The clock record carries the partition's next offset, so after a restart or a
    rebalance records the table already reflects are skipped, not processed again
-   (``worker.partitions``);
+   (``worker.partitions``). With ``PROCESSING_GUARANTEE=exactly_once``, 4 and 5 are one
+   Kafka transaction that also commits the events partitions' next offsets: outputs,
+   state and position become visible together or not at all. Either way the local
+   store takes the state only once Kafka has it (``StateTable.settle``);
 6. partitions where records were found missing are sought back to the first missing
    offset (``worker.offsets``), so they are read again before anything after them.
 
@@ -24,7 +27,8 @@ Records fetched in an earlier consumer generation are dropped (they are read aga
 after the rebalance's seek), and records below the partition's stored ``next_offset``
 are skipped (``worker.partitions``): each record is applied once, in offset order.
 
-Nothing here awaits per record: two awaits per batch (outputs, then state).
+Nothing here awaits per record: two deliveries per batch (outputs, then state), or one
+transaction.
 """
 from __future__ import annotations
 
@@ -69,6 +73,8 @@ class BatchProcessor:
         self.metrics = BatchMetrics()
         self.guard = OffsetGuard(registry.next_offset)
         self.seek = seek
+        self.exactly_once = ws.exactly_once
+        self.group_id = ws.app_id             # Faust's consumer group
 
     async def handle(self, batch) -> None:
         started = time.perf_counter()
@@ -138,11 +144,19 @@ class BatchProcessor:
 
         outs.extend(clock_outs)
         outbox.publish(outs)                                             # 4
-        await self.publisher.deliver(outbox)
+        if not self.exactly_once:
+            await self.publisher.deliver(outbox)
 
+        offsets: dict[tuple[str, int], int] = {}
         for partition, (dirty, clock) in registry.collect_writes().items():  # 5
             self.counts["state_writes"] += self.table.write(outbox, partition, dirty, clock)
-        self.table.persisted(await self.publisher.deliver(outbox))
+            if clock is not None and len(clock) > 2:
+                offsets[(events_topic, partition)] = clock[2]
+        if self.exactly_once:
+            sent = await self.publisher.deliver_atomically(outbox, offsets, self.group_id)
+        else:
+            sent = await self.publisher.deliver(outbox)
+        self.table.settle(sent)
         for partition in sorted(to_seek):                                # 6
             nxt = self.guard.next_offset[partition]
             log.warning("events partition %d: records from offset %d were not delivered; "

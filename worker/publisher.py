@@ -11,16 +11,27 @@ processing batch instead of one per record.
 Records are partitioned like every Kafka client does for keyed records (murmur2 of the
 key), so one key's outputs stay in order in one partition. ``enable_idempotence`` keeps
 that order across retries.
+
+Exactly-once (``PROCESSING_GUARANTEE=exactly_once``): a second, transactional producer
+carries each batch's outputs, dead letters, changelog records and input offsets in one
+Kafka transaction (``deliver_atomically``); the settings-dlq agent commits a bad
+settings record's dead letter with its offset the same way. The ``transactional_id`` is
+stable per worker (``WORKER_INSTANCE_ID``), so a restarted worker fences its previous run
+and aborts the transaction that run left open. Ticks keep the idempotent producer (a
+repeated tick changes nothing).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from collections import Counter, defaultdict
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+from aiokafka.structs import TopicPartition
 
 from . import metrics
 from .codec import Reject, dead_letter
@@ -90,20 +101,36 @@ class Outbox:
 
 class Publisher:
     def __init__(self, kafka_kwargs: dict, client_id: str, output_topics: dict[str, str],
-                 **producer_kwargs) -> None:
+                 transactional_id: str | None = None, transaction_timeout_ms: int = 10_000,
+                 kill_before_commit: int = 0, **producer_kwargs) -> None:
         self.names = dict(output_topics)          # default name -> configured name
         self.producer_kwargs = dict(
             **kafka_kwargs, client_id=client_id, acks="all",
             enable_idempotence=True, linger_ms=2, max_batch_size=MAX_BATCH_BYTES,
             max_request_size=2 * MAX_BATCH_BYTES, **producer_kwargs)
+        self.transactional_id = transactional_id
+        self.transaction_timeout_ms = transaction_timeout_ms
         self.producer: AIOKafkaProducer | None = None
+        self.txn_producer: AIOKafkaProducer | None = None   # exactly-once only
         self.partitions: dict[str, int] = {}
         self.counts: Counter[str] = Counter()
+        self.transactions = 0
+        # fault injection for the crash tests (FAULT_KILL_BEFORE_COMMIT): SIGKILL this
+        # process once the Nth transaction's records are written, before its commit
+        self.kill_before_commit = kill_before_commit
+        self._txn_lock = asyncio.Lock()     # the batch loop and the settings-dlq agent
 
     async def start(self, topics: list[str]) -> None:
-        # aiokafka binds its clients to the running loop: create it in here
+        # aiokafka binds its clients to the running loop: create them in here
         self.producer = AIOKafkaProducer(**self.producer_kwargs)
         await self.producer.start()
+        if self.transactional_id is not None:
+            # start() runs InitProducerId: fences a previous run with the same id and
+            # aborts the transaction it left open
+            self.txn_producer = AIOKafkaProducer(
+                **self.producer_kwargs, transactional_id=self.transactional_id,
+                transaction_timeout_ms=self.transaction_timeout_ms)
+            await self.txn_producer.start()
         for topic in set(topics) | set(self.names.values()):
             await self.add_topic(topic)
 
@@ -111,16 +138,17 @@ class Publisher:
         self.partitions[topic] = len(await self.producer.partitions_for(topic))
 
     async def stop(self) -> None:
+        if self.txn_producer is not None:
+            await self.txn_producer.stop()
         await self.producer.stop()
 
     def outbox(self) -> Outbox:
         return Outbox(self)
 
-    async def _send(self, outbox: Outbox) -> list[Sent]:
-        """Hand every staged record to the producer, one record batch per
+    async def _send(self, outbox: Outbox, producer: AIOKafkaProducer) -> list[Sent]:
+        """Hand every staged record to ``producer``, one record batch per
         topic-partition (more when one would exceed MAX_BATCH_BYTES)."""
         staged, outbox.staged = outbox.staged, defaultdict(list)
-        producer = self.producer
         sent = []
         for (topic, partition), records in staged.items():
             batch, count = producer.create_batch(), 0
@@ -142,13 +170,52 @@ class Publisher:
         """Send what ``outbox`` holds and wait until Kafka acknowledged all of it
         (acks=all). Raises DeliveryFailed."""
         try:
-            sent = await self._send(outbox)
+            sent = await self._send(outbox, self.producer)
             if sent:
                 await asyncio.wait_for(asyncio.gather(*(s.future for s in sent)), timeout)
         except asyncio.CancelledError:
             raise
         except Exception as err:
             raise DeliveryFailed(f"records not delivered: {err!r}") from err
+        return sent
+
+    async def deliver_atomically(self, outbox: Outbox, offsets: dict[tuple[str, int], int],
+                                 group_id: str,
+                                 timeout: float = DELIVERY_TIMEOUT_S) -> list[Sent]:
+        """Exactly-once: what ``outbox`` holds and the consumer group's ``offsets``
+        ((topic, partition) -> next offset) in one transaction, committed before this
+        returns. Raises DeliveryFailed; the transaction is then left unfinished (the
+        caller exits, and the restarted worker's producer aborts it)."""
+        producer = self.txn_producer
+        if producer is None:
+            raise RuntimeError("deliver_atomically needs a transactional_id")
+        if not outbox and not offsets:
+            return []
+        async with self._txn_lock:
+            return await self._transaction(producer, outbox, offsets, group_id, timeout)
+
+    async def _transaction(self, producer: AIOKafkaProducer, outbox: Outbox,
+                           offsets: dict[tuple[str, int], int], group_id: str,
+                           timeout: float) -> list[Sent]:
+        try:
+            await producer.begin_transaction()
+            sent = await self._send(outbox, producer)
+            if offsets:
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(t, p): o for (t, p), o in offsets.items()}, group_id)
+            if self.kill_before_commit == self.transactions + 1:
+                await asyncio.gather(*(s.future for s in sent))   # in the log, uncommitted
+                log.warning("FAULT_KILL_BEFORE_COMMIT: killing this worker before the "
+                            "commit of transaction %d", self.transactions + 1)
+                os.kill(os.getpid(), signal.SIGKILL)
+            await asyncio.wait_for(producer.commit_transaction(), timeout)
+            if sent:        # settled by the commit; their offsets serve RocksDB
+                await asyncio.wait_for(asyncio.gather(*(s.future for s in sent)), timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            raise DeliveryFailed(f"transaction not committed: {err!r}") from err
+        self.transactions += 1
         return sent
 
     def send_soon(self, topic: str, partition: int, value: bytes) -> None:

@@ -19,6 +19,8 @@ from .security import from_env as security_from_env
 
 EVENTS = "conversation-events"
 SETTINGS = "session-settings"
+AT_LEAST_ONCE = "at_least_once"
+EXACTLY_ONCE = "exactly_once"
 
 
 def _str(name: str, default: str) -> str:
@@ -46,6 +48,9 @@ class WorkerSettings:
     instance_id: str | None     # static group membership (KIP-345): stable per worker, or None
     gc_freeze_interval_s: int   # worker.gc_policy; 0 = CPython's default collector
     gc_full_interval_s: int     # full collection including frozen objects; 0 = never
+    guarantee: str              # PROCESSING_GUARANTEE: at_least_once | exactly_once
+    transaction_timeout_ms: int  # exactly_once: how long the broker keeps a dead worker's transaction open
+    fault_kill_before_commit: int  # crash tests only: SIGKILL before committing transaction N
     log_level: str
     core: CoreConfig
     default_settings: AppSettings
@@ -63,6 +68,20 @@ class WorkerSettings:
     @property
     def topic_dlq(self) -> str:
         return self.output_topics[DEAD_LETTER]
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.guarantee == EXACTLY_ONCE
+
+    @property
+    def transactional_id(self) -> str:
+        """Stable per worker (its WORKER_INSTANCE_ID), so a restarted worker aborts the
+        transaction its previous run left open at once; without one, the process id
+        and a random suffix (the broker aborts a dead worker's open transaction after
+        TRANSACTION_TIMEOUT_MS)."""
+        if self.instance_id:
+            return f"{self.app_id}-{self.instance_id}"
+        return f"{self.app_id}-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 def default_settings_from_env(cfg: CoreConfig) -> AppSettings:
@@ -105,6 +124,9 @@ def settings_from_env() -> WorkerSettings:
         instance_id=os.environ.get("WORKER_INSTANCE_ID") or None,
         gc_freeze_interval_s=_int("GC_FREEZE_INTERVAL_S", 1),
         gc_full_interval_s=_int("GC_FULL_INTERVAL_S", 21600),
+        guarantee=_str("PROCESSING_GUARANTEE", AT_LEAST_ONCE).lower(),
+        transaction_timeout_ms=_int("TRANSACTION_TIMEOUT_MS", 10000),
+        fault_kill_before_commit=_int("FAULT_KILL_BEFORE_COMMIT", 0),
         log_level=_str("LOG_LEVEL", "info").lower(),
         core=core,
         default_settings=default_settings_from_env(core),
@@ -117,6 +139,10 @@ def settings_from_env() -> WorkerSettings:
         problems.append("TICK_INTERVAL_MS >= 10, BATCH_MAX >= 1, FETCH_MAX_WAIT_MS >= 0")
     if ws.gc_freeze_interval_s < 0 or ws.gc_full_interval_s < 0:
         problems.append("GC_FREEZE_INTERVAL_S and GC_FULL_INTERVAL_S must be >= 0")
+    if ws.guarantee not in (AT_LEAST_ONCE, EXACTLY_ONCE):
+        problems.append("PROCESSING_GUARANTEE must be at_least_once or exactly_once")
+    if ws.transaction_timeout_ms < 1000:
+        problems.append("TRANSACTION_TIMEOUT_MS must be >= 1000")
     if not ws.store.startswith(("memory://", "rocksdb://")):
         problems.append("STORE must be memory:// or rocksdb://")
     if ws.topic_events == ws.topic_settings or len(set(outputs.values())) != len(outputs):

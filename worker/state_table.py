@@ -13,6 +13,10 @@ Why the partition is in the value: Faust's memory store is one dict for all part
 after a rebalance the value is the only reliable way to tell which input partition a key
 belongs to when the deadline index of a newly assigned partition is rebuilt.
 
+Writes reach the local store only after Kafka has them (``settle``): in exactly-once
+mode a crash before the transaction's commit must leave no trace, and RocksDB's files
+outlive the process.
+
 Why writes do not go through ``table[key] = value``: Faust takes the changelog partition
 (and RocksDB's per-partition database) from ``current_event()``, a context variable that
 is only set in the task that iterates a Faust stream. Batches are handed to the worker's
@@ -21,7 +25,7 @@ batch loop by the consumer (``worker.batching_consumer``), outside any stream, s
 mixes partitions anyway. We therefore name the partition explicitly: the changelog
 record is staged in the batch's outbox for partition ``p`` of the changelog topic (sent
 with the worker's own producer, see ``worker.publisher``), and the local store is
-written for that same partition. For RocksDB, ``persisted(sent)`` then records the
+written for that same partition. For RocksDB, ``settle(sent)`` also records the
 changelog offsets reached, as Faust's ``Collection._on_changelog_sent`` would, so that
 a restart only reads the changelog tail beyond what the local files already hold.
 """
@@ -56,6 +60,7 @@ class PartitionContents:
 class StateTable:
     def __init__(self, table) -> None:
         self.table = table
+        self._pending: list[tuple[int, bytes, bytes | None]] = []   # staged, not yet settled
 
     @property
     def _rocksdb(self) -> bool:
@@ -68,45 +73,51 @@ class StateTable:
     # -- writes ------------------------------------------------------------------------
     def write(self, outbox: Outbox, partition: int, dirty: dict[str, KeyState | None],
               clock: list[int] | None) -> int:
-        """Write the keys that changed in one batch (coalesced: one record per key)
-        and, when given, the partition clock, to the local store and the outbox.
-        Returns the number of records staged."""
+        """Stage the keys that changed in one batch (coalesced: one record per key)
+        and, when given, the partition clock, as changelog records in the outbox; the
+        local store takes them in ``settle``, once they are delivered. Returns the
+        number of records staged."""
         topic = self.changelog_topic
+        pending = self._pending
         n = 0
         for key, st in dirty.items():
             value = None if st is None else orjson.dumps([partition, to_wire(st)])
-            self._put(outbox, topic, partition, key.encode(), value)
+            raw_key = key.encode()
+            outbox.stage(topic, partition, raw_key, value)
+            pending.append((partition, raw_key, value))
             n += 1
         if clock is not None:
-            self._put(outbox, topic, partition, clock_key(partition),
-                      orjson.dumps([partition, clock]))
+            value = orjson.dumps([partition, clock])
+            outbox.stage(topic, partition, clock_key(partition), value)
+            pending.append((partition, clock_key(partition), value))
             n += 1
         return n
 
-    def _put(self, outbox: Outbox, topic: str, partition: int, key: bytes,
-             value: bytes | None) -> None:
+    def settle(self, sent: list[Sent]) -> None:
+        """After delivery (or the transaction's commit): write the staged records to the
+        local store, and remember in RocksDB how far the changelog is covered. The local
+        files thus never hold state that Kafka does not (a kill -9 between the two
+        leaves them behind the changelog, which a restart reads on from there)."""
+        pending, self._pending = self._pending, []
         store = self.table.data
         if self._rocksdb:
-            db = store._db_for_partition(partition)
-            if value is None:
-                db.delete(key)
-            else:
-                db.put(key, value)
-                store._key_index[key] = partition
-        elif value is None:
-            store.pop(key, None)
-        else:
-            store[key] = value
-        outbox.stage(topic, partition, key, value)
-
-    def persisted(self, sent: list[Sent]) -> None:
-        """After delivery: remember in RocksDB how far the changelog is covered."""
-        if not self._rocksdb:
+            for partition, key, value in pending:
+                db = store._db_for_partition(partition)
+                if value is None:
+                    db.delete(key)
+                else:
+                    db.put(key, value)
+                    store._key_index[key] = partition
+            topic = self.changelog_topic
+            for s in sent:
+                if s.topic == topic:
+                    store.set_persisted_offset(TP(topic, s.partition), s.last_offset())
             return
-        store, topic = self.table.data, self.changelog_topic
-        for s in sent:
-            if s.topic == topic:
-                store.set_persisted_offset(TP(topic, s.partition), s.last_offset())
+        for _, key, value in pending:
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
 
     def forget(self, partition: int, keys: Iterable[str]) -> None:
         """Drop a revoked partition's keys from the local memory store (not from the

@@ -342,14 +342,23 @@ async def _wait_ready_async(worker: WorkerProcess, timeout_s: float = 90) -> Non
 async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, terms: int = 1,
                     workers: int = 2, partitions: int = 8, seed: int = 1,
                     session_timeout: float = 6.0, log_dir: Path | None = None,
-                    write: Path | None = RESULTS, say=print) -> dict:
+                    write: Path | None = RESULTS, say=print,
+                    guarantee: str = "at_least_once", max_poll_records: int = 0) -> dict:
+    """``guarantee="exactly_once"``: the workers run PROCESSING_GUARANTEE=exactly_once,
+    each worker slot with its own WORKER_INSTANCE_ID (so a restarted worker aborts the
+    transaction its killed predecessor left open); the verifier reads read_committed
+    either way. ``max_poll_records`` > 0 caps the records of each fetch (Faust's
+    ``broker_max_poll_records``): smaller batches, a slower consumption, so that the
+    faults of a small log land while it is being consumed."""
     t0 = time.monotonic()
     rnd = random.Random(seed)
     log_dir = Path(log_dir or tempfile.mkdtemp(prefix="chaos-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     env = unique_env("chaos", log_dir, partitions=partitions,
                      FAUST_BROKER_SESSION_TIMEOUT=str(session_timeout),
-                     FAUST_BROKER_COMMIT_INTERVAL="1.0")
+                     FAUST_BROKER_COMMIT_INTERVAL="1.0", PROCESSING_GUARANTEE=guarantee)
+    if max_poll_records > 0:
+        env["FAUST_BROKER_MAX_POLL_RECORDS"] = str(max_poll_records)
     items, n_bad = chaos_log(events, users, seed)
     lines = [orjson.dumps(i) for i in items]
     await create_topics(env)
@@ -361,11 +370,14 @@ async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, te
 
     incarnation = [0]
 
-    def start() -> WorkerProcess:
+    def start(slot: int) -> WorkerProcess:
         incarnation[0] += 1
-        return WorkerProcess(env, log_dir / f"worker-{incarnation[0]}.log").start()
+        slot_env = dict(env)
+        if guarantee == "exactly_once":
+            slot_env["WORKER_INSTANCE_ID"] = f"slot-{slot}"
+        return WorkerProcess(slot_env, log_dir / f"worker-{incarnation[0]}.log").start()
 
-    pool = [start() for _ in range(workers)]
+    pool = [start(i) for i in range(workers)]
     faults = ["kill"] * kills + ["term"] * terms
     rnd.shuffle(faults)
     # random moments of the consumption: progress fractions of the committed offsets
@@ -391,7 +403,7 @@ async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, te
             ready = READY_LINE in victim.log()
             sig = signal.SIGKILL if fault == "kill" else signal.SIGTERM
             code = await asyncio.to_thread(victim.stop, sig)
-            pool[i] = start()
+            pool[i] = start(i)
             fired.append({"fault": fault, "worker": i, "committed": done,
                           "progress": round(done / total, 3), "victim_was_ready": ready,
                           "during_consumption": done < total, "exit_code": code,
@@ -422,6 +434,7 @@ async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, te
                      "input_records": len(lines), "workers": workers,
                      "partitions": partitions, "kills": kills, "terms": terms, "seed": seed,
                      "session_timeout_s": session_timeout, "faults": fired,
+                     "guarantee": guarantee, "max_poll_records": max_poll_records,
                      "consume_s": round(consumed_s, 1),
                      "runtime_s": round(time.monotonic() - t0, 1),
                      "final_exit_codes": codes, "logs": str(log_dir),
@@ -493,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--session-timeout", type=float, default=6.0,
                     help="FAUST_BROKER_SESSION_TIMEOUT of the workers (s)")
     ap.add_argument("--log-dir", type=Path, default=None)
+    ap.add_argument("--guarantee", choices=["at_least_once", "exactly_once"],
+                    default="at_least_once", help="PROCESSING_GUARANTEE of the workers")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--abuse", action="store_true",
                     help="offline: one key, --abuse-events events through PartitionSessions")
@@ -505,16 +520,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if report["bounded"] else 1
     report = asyncio.run(run_chaos(args.events, args.users, args.kills, args.terms,
                                    args.workers, args.partitions, args.seed,
-                                   args.session_timeout, args.log_dir, args.out))
+                                   args.session_timeout, args.log_dir, args.out,
+                                   guarantee=args.guarantee))
     print(table(report))
     t = report["totals"]
     print(f"lost={t['lost']} duplicated={t['duplicated']} "
           f"all_duplicates_identical={t['all_duplicates_identical']} "
           f"mismatched={t['mismatched']} unexpected={t['unexpected']} "
           f"order_errors={t['order_errors']} runtime={report['run']['runtime_s']} s "
-          f"-> {args.out}")
+          f"guarantee={args.guarantee} -> {args.out}")
     ok = (t["lost"] == 0 and t["mismatched"] == 0 and t["unexpected"] == 0
-          and t["order_errors"] == 0 and t["all_duplicates_identical"])
+          and t["order_errors"] == 0 and t["all_duplicates_identical"]
+          and (args.guarantee != "exactly_once" or t["duplicated"] == 0))
     return 0 if ok else 1
 
 

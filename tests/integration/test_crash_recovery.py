@@ -2,7 +2,8 @@
 log (8 partitions, produced before they start) while one of them is SIGKILLed three
 times and SIGTERMed once, each time restarted at once. Compared with ``replay`` per
 input partition (``tests/chaos/chaos.py``): nothing lost, nothing changed, and every
-re-published output is an identical copy (at-least-once, README "Guarantees")."""
+re-published output is an identical copy (at-least-once, README "Guarantees"). With
+PROCESSING_GUARANTEE=exactly_once, nothing is re-published either (read_committed)."""
 from __future__ import annotations
 
 import asyncio
@@ -13,18 +14,46 @@ from tests.chaos.chaos import run_chaos, table
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
+# Unthrottled, two workers read the 20,000 records in about a second, before the first
+# fault fires; 30 records per fetch makes the consumption last long enough for the
+# faults to land during it (the report's "during_consumption").
+MAX_POLL_RECORDS = 30
+
+
+def _during(report) -> int:
+    return sum(f["during_consumption"] for f in report["run"]["faults"])
+
 
 def test_kills_and_restarts_lose_nothing_and_duplicates_are_identical(kafka, tmp_path):
     report = asyncio.run(run_chaos(events=20_000, users=2_000, kills=3, terms=1, workers=2,
                                    partitions=8, seed=11, session_timeout=6.0,
-                                   log_dir=tmp_path, write=tmp_path / "chaos.json"))
+                                   log_dir=tmp_path, write=tmp_path / "chaos.json",
+                                   max_poll_records=MAX_POLL_RECORDS))
     print(table(report))
     print(report["run"])
     t = report["totals"]
     detail = f"\n{table(report)}\n{report.get('examples')}\nlogs: {tmp_path}"
     assert len(report["run"]["faults"]) == 4
+    assert _during(report) >= 2, f"faults landed after the consumption: {report['run']}"
     assert t["lost"] == 0, detail
     assert t["mismatched"] == 0 and t["unexpected"] == 0, detail
     assert t["non_identical_duplicates"] == 0 and t["all_duplicates_identical"], detail
+    assert t["order_errors"] == 0, detail
+    assert report["run"]["final_exit_codes"] == [0, 0]
+
+
+def test_kills_and_restarts_lose_and_repeat_nothing_exactly_once(kafka, tmp_path):
+    report = asyncio.run(run_chaos(events=20_000, users=2_000, kills=3, terms=1, workers=2,
+                                   partitions=8, seed=12, session_timeout=6.0,
+                                   log_dir=tmp_path, write=tmp_path / "chaos.json",
+                                   guarantee="exactly_once", max_poll_records=MAX_POLL_RECORDS))
+    print(table(report))
+    print(report["run"])
+    t = report["totals"]
+    detail = f"\n{table(report)}\n{report.get('examples')}\nlogs: {tmp_path}"
+    assert len(report["run"]["faults"]) == 4
+    assert _during(report) >= 2, f"faults landed after the consumption: {report['run']}"
+    assert t["lost"] == 0 and t["duplicated"] == 0, detail
+    assert t["mismatched"] == 0 and t["unexpected"] == 0, detail
     assert t["order_errors"] == 0, detail
     assert report["run"]["final_exit_codes"] == [0, 0]

@@ -1,5 +1,6 @@
 """Restarts: state and clocks come back from the changelog; SIGTERM loses and repeats
-nothing; SIGKILL loses nothing (at-least-once)."""
+nothing; SIGKILL loses nothing (at-least-once), and repeats nothing either with
+PROCESSING_GUARANTEE=exactly_once (read_committed)."""
 from __future__ import annotations
 
 import re
@@ -27,7 +28,8 @@ def _bulk_restored(log: str) -> int:
                default=0)
 
 
-def _run_with_restart(env, workers, sig: int, ready_timeout_s: float = 60.0):
+def _run_with_restart(env, workers, sig: int, ready_timeout_s: float = 60.0,
+                      isolation_level: str = "read_uncommitted"):
     settings = [settings_item("rs", {"inactivity_minutes": 5})]
     # deadlines ~28 s from now (a restart takes ~15 s here): the sessions stay open
     # across the restart and then close by the wall clock of the second worker
@@ -51,7 +53,7 @@ def _run_with_restart(env, workers, sig: int, ready_timeout_s: float = 60.0):
     expected = replay_expected(lines, until=deadline)
     assert sum(t == "session-closed" for t, _, _ in expected) == USERS
     outputs = run(consume_outputs(env, quiet_s=3, timeout_s=90, until=lambda out: sum(
-        o.topic == "session-closed" for o in out) >= USERS))
+        o.topic == "session-closed" for o in out) >= USERS, isolation_level=isolation_level))
     return code, first, second, outputs, expected
 
 
@@ -97,4 +99,64 @@ def test_sigkill_restart_loses_nothing_at_least_once(env, workers, membership):
     repeats = len(outputs) - len(dedupe(outputs))
     print(f"outputs repeated after SIGKILL: {repeats}")
     assert_same_outputs(dedupe(outputs), expected, env)
+    assert second.stop() == 0
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_sigkill_restart_repeats_nothing_exactly_once(env, workers, store):
+    """PROCESSING_GUARANTEE=exactly_once: each batch's outputs, changelog records and
+    input offsets are one Kafka transaction. SIGKILL mid-stream leaves at most one
+    transaction open; the restarted worker (same WORKER_INSTANCE_ID, hence the same
+    transactional id) aborts it, restores the state of the committed transactions only
+    (the changelog read read_committed, RocksDB's files never ahead of Kafka) and
+    processes from the committed offsets. A read_committed consumer then sees exactly
+    what replay computes: nothing lost, nothing repeated."""
+    env["STORE"] = store
+    env["PROCESSING_GUARANTEE"] = "exactly_once"
+    env["FAUST_BROKER_SESSION_TIMEOUT"] = "60"
+    env["WORKER_INSTANCE_ID"] = "eos-test-0"
+    code, _, second, outputs, expected = _run_with_restart(
+        env, workers, signal.SIGKILL, 45.0, isolation_level="read_committed")
+    assert code == -signal.SIGKILL
+    if store == "memory://":
+        assert _bulk_restored(second.log()) > 0, "the changelog was not restored in bulk"
+    uncommitted = run(consume_outputs(env, quiet_s=1, timeout_s=30))
+    print(f"records of aborted transactions (visible read_uncommitted only): "
+          f"{len(uncommitted) - len(outputs)}")
+    assert_same_outputs(outputs, expected, env)      # exactly: no duplicate, no loss
+    assert second.stop() == 0
+
+
+def test_kill_inside_a_transaction_hides_its_records_and_repeats_nothing_exactly_once(
+        env, workers):
+    """The worker kills itself (FAULT_KILL_BEFORE_COMMIT=2) once its second
+    transaction's outputs and changelog records are in the log, before the commit. A
+    read_uncommitted reader sees those records; a read_committed one never does. The
+    restarted worker (same transactional id) aborts that transaction, restores only
+    committed state and processes the batch again: read_committed, the outputs are
+    exactly what replay computes."""
+    env.update(PROCESSING_GUARANTEE="exactly_once", FAUST_BROKER_SESSION_TIMEOUT="60",
+               WORKER_INSTANCE_ID="eos-fault-0")
+    settings = [settings_item("rs", {"inactivity_minutes": 5})]
+    base = now_ms() - 5 * MIN + 28 * SEC
+    events = conversation_items("rs", USERS, base, 6_000)
+    lines = log_lines(settings + events)
+    first = workers(dict(env, FAULT_KILL_BEFORE_COMMIT="2"), "first")
+    first.wait_ready()
+    for chunk in (lines[:1 + 1_000], lines[1 + 1_000:1 + 3_000], lines[1 + 3_000:]):
+        run(produce_lines(env, chunk))
+        time.sleep(1.0)                      # separate fetches: separate transactions
+    assert first.proc.wait(60) == -signal.SIGKILL, first.log()[-3000:]
+    assert "killing this worker before the commit of transaction 2" in first.log()
+
+    second = workers(env, "second")
+    second.wait_ready(45.0)
+    expected = replay_expected(lines, until=base + 5 * MIN + len(events))
+    outputs = run(consume_outputs(env, quiet_s=3, timeout_s=90, until=lambda out: sum(
+        o.topic == "session-closed" for o in out) >= USERS, isolation_level="read_committed"))
+    uncommitted = run(consume_outputs(env, quiet_s=1, timeout_s=30))
+    aborted = len(uncommitted) - len(outputs)
+    print(f"output records of the aborted transaction (read_uncommitted only): {aborted}")
+    assert aborted > 0, "the killed transaction left no records in the log"
+    assert_same_outputs(outputs, expected, env)      # exactly: no duplicate, no loss
     assert second.stop() == 0

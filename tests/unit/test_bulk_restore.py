@@ -42,6 +42,9 @@ class FakeConsumer:
     def __init__(self, read_offset: int | None) -> None:
         self._read_offset = {TP0: read_offset}
         self.restored_records = 0
+        self._last_restored = None
+        self.positions: dict = {}
+        self._thread = SimpleNamespace(position_now=self.positions.get)
         self.woken: list[int] = []
         self.suspend_flow = SimpleNamespace(wait=lambda: asyncio.sleep(0))
 
@@ -60,10 +63,15 @@ def restore(consumer, recovery, records) -> bool:
     return asyncio.run(BatchingConsumer._restore(consumer, recovery, TP0, records))
 
 
-def make(seen: int, read_offset: int | None = None):
+def make(seen: int | None, read_offset: int | None = None):
     table = FakeTable()
-    recovery = SimpleNamespace(tp_to_table={TP0: table}, active_offsets={TP0: seen})
+    recovery = SimpleNamespace(tp_to_table={TP0: table}, active_offsets={TP0: seen},
+                               active_tps={TP0})
     return table, recovery, FakeConsumer(read_offset)
+
+
+def skip_markers(consumer, recovery) -> None:
+    asyncio.run(BatchingConsumer._skip_markers(consumer, recovery))
 
 
 def test_a_fetch_is_applied_in_order_and_recovery_offset_advances():
@@ -106,3 +114,35 @@ def test_tables_with_a_changelog_callback_are_left_to_faust():
     table._on_changelog_event = object()
     assert restore(consumer, recovery, [rec(0, b"a", b"1")]) is False
     assert table.batches == [] and consumer.woken == []
+
+
+def test_read_committed_recovery_steps_over_the_trailing_commit_marker_and_wakes_recovery():
+    """Exactly-once: the changelog is written in transactions, so its last offset is a
+    commit marker that is never delivered. The consumer's position is past it; Recovery's
+    offset moves there and Recovery is woken with the last applied record."""
+    table, recovery, consumer = make(seen=-1)
+    assert restore(consumer, recovery, [rec(0, b"a", b"1"), rec(1, b"a", b"2")])
+    consumer.positions[TP0] = 3                    # offset 2 is the commit marker
+    skip_markers(consumer, recovery)
+    assert recovery.active_offsets[TP0] == 2
+    assert consumer.woken == [1, 1] and table.data == {b"a": b"2"}
+    skip_markers(consumer, recovery)               # nothing new: no second wake-up
+    assert consumer.woken == [1, 1]
+
+
+def test_skipping_markers_never_moves_recovery_back_or_touches_faust_handled_tables():
+    table, recovery, consumer = make(seen=7)
+    consumer.positions[TP0] = 5                    # before a seek settled: ignore
+    skip_markers(consumer, recovery)
+    assert recovery.active_offsets[TP0] == 7 and consumer.woken == []
+    table._on_changelog_event = object()           # Faust applies these records itself
+    consumer.positions[TP0] = 20
+    skip_markers(consumer, recovery)
+    assert recovery.active_offsets[TP0] == 7 and consumer.woken == []
+
+
+def test_a_partition_of_only_aborted_records_and_markers_counts_as_read():
+    table, recovery, consumer = make(seen=None)
+    consumer.positions[TP0] = 4                    # nothing committed was ever delivered
+    skip_markers(consumer, recovery)
+    assert recovery.active_offsets[TP0] == 3 and consumer.woken == [] and table.batches == []

@@ -60,6 +60,8 @@ def test_table_values_carry_their_partition_and_rebuild_only_owned_ones(table, p
     b = _sessions(ev("user_message", 2_000, key="app:b"))
     state.write(outbox, 1, a.take_dirty(), a.clock())
     state.write(outbox, 2, b.take_dirty(), b.clock())
+    assert b"app:a" not in table.data            # the store only takes delivered state
+    state.settle([])
     raw = table.data[b"app:a"]
     assert orjson.loads(raw)[0] == 1 and orjson.loads(raw)[1] == to_wire(a.states["app:a"])
     assert orjson.loads(table.data[clock_key(2)]) == [2, b.clock()]
@@ -81,6 +83,7 @@ def test_revoked_partitions_are_dropped_and_forgotten_by_the_memory_store(table,
     state = StateTable(table)
     part = _sessions(ev("user_message", 1_000, key="app:a"))
     state.write(publisher.outbox(), 1, part.take_dirty(), part.clock())
+    state.settle([])
     registry = PartitionRegistry(CoreConfig(), SettingsBook(), state)
     registry.rebuild({1})
     assert registry.retain({0}) == {1}
@@ -105,6 +108,7 @@ def test_deletions_are_tombstones_and_clocks_are_written_only_when_they_moved(ta
     assert second == {0: ({"app:a": None}, part.clock())}    # a tombstone and the clock
     outbox = publisher.outbox()
     state.write(outbox, 0, *second[0])
+    state.settle([])
     assert [k for recs in outbox.staged.values() for k, v in recs if v is None] == [b"app:a"]
     assert b"app:a" not in table.data
 
