@@ -40,8 +40,10 @@ DASHBOARD = DEPLOY / "grafana" / "conversation-sessions.json"
 WEB_PORT_DEFAULT = 6066
 APP_UID = 10001
 # ConfigMap values that deliberately differ from the README defaults (each is commented in
-# configmap.yaml): the cluster's brokers, replicated changelogs, the mounted state volume.
-CONFIGMAP_OVERRIDES = {"KAFKA_BOOTSTRAP_SERVERS", "TOPIC_REPLICATION_FACTOR", "STATE_DIR"}
+# configmap.yaml): the cluster's brokers, replicated changelogs, the mounted state volume,
+# exactly-once processing for billing.
+CONFIGMAP_OVERRIDES = {"KAFKA_BOOTSTRAP_SERVERS", "TOPIC_REPLICATION_FACTOR", "STATE_DIR",
+                       "PROCESSING_GUARANTEE"}
 # Dockerfile ENV names that configure Python/pip, not the worker.
 RUNTIME_ENV = re.compile(r"^(PATH|LANG|LC_\w+|PYTHON\w*|PIP_\w*|VIRTUAL_ENV)$")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]+$")
