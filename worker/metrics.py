@@ -53,6 +53,10 @@ batch_duration = Histogram(
     registry=REGISTRY)
 batch_size = Histogram(f"{NS}_batch_records", "Records per processed batch.",
                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000), registry=REGISTRY)
+transaction_duration = Histogram(
+    f"{NS}_transaction_seconds",
+    "Exactly-once: begin to committed, per transaction (records sent, offsets, commit).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY)
 ready = Gauge(f"{NS}_ready", "1 when assigned partitions are recovered and consuming.",
               registry=REGISTRY)
 

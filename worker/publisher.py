@@ -26,6 +26,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 from collections import Counter, defaultdict
 
 import orjson
@@ -101,7 +102,7 @@ class Outbox:
 
 class Publisher:
     def __init__(self, kafka_kwargs: dict, client_id: str, output_topics: dict[str, str],
-                 transactional_id: str | None = None, transaction_timeout_ms: int = 10_000,
+                 transactional_id: str | None = None, transaction_timeout_ms: int = 60_000,
                  kill_before_commit: int = 0, **producer_kwargs) -> None:
         self.names = dict(output_topics)          # default name -> configured name
         self.producer_kwargs = dict(
@@ -197,6 +198,8 @@ class Publisher:
     async def _transaction(self, producer: AIOKafkaProducer, outbox: Outbox,
                            offsets: dict[tuple[str, int], int], group_id: str,
                            timeout: float) -> list[Sent]:
+        started = time.monotonic()
+        records = sum(len(r) for r in outbox.staged.values())
         try:
             await producer.begin_transaction()
             sent = await self._send(outbox, producer)
@@ -216,6 +219,11 @@ class Publisher:
         except Exception as err:
             raise DeliveryFailed(f"transaction not committed: {err!r}") from err
         self.transactions += 1
+        took = time.monotonic() - started
+        metrics.transaction_duration.observe(took)
+        if took * 1000 > self.transaction_timeout_ms / 4:
+            log.warning("transaction of %d records took %.1f s (TRANSACTION_TIMEOUT_MS %d)",
+                        records, took, self.transaction_timeout_ms)
         return sent
 
     def send_soon(self, topic: str, partition: int, value: bytes) -> None:

@@ -125,7 +125,7 @@ def settings_from_env() -> WorkerSettings:
         gc_freeze_interval_s=_int("GC_FREEZE_INTERVAL_S", 1),
         gc_full_interval_s=_int("GC_FULL_INTERVAL_S", 21600),
         guarantee=_str("PROCESSING_GUARANTEE", AT_LEAST_ONCE).lower(),
-        transaction_timeout_ms=_int("TRANSACTION_TIMEOUT_MS", 10000),
+        transaction_timeout_ms=_int("TRANSACTION_TIMEOUT_MS", 60000),
         fault_kill_before_commit=_int("FAULT_KILL_BEFORE_COMMIT", 0),
         log_level=_str("LOG_LEVEL", "info").lower(),
         core=core,
