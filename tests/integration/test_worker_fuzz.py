@@ -14,8 +14,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench import synthetic
-from tests.chaos.chaos import (bad_event_items, compare, read_inputs, read_outputs,
-                               replay_per_partition, table)
+from tests.chaos.chaos import bad_event_items, read_inputs, read_outputs
+from tests.chaos.oracle import compare, replay_per_partition, table
 from tests.kafka_harness import MIN, create_topics, now_ms, produce_lines
 from worker.codec import REASONS
 from worker.domain.ids import DIGEST_SIZE
