@@ -136,6 +136,16 @@ class Publisher:
             await self.add_topic(topic)
 
     async def add_topic(self, topic: str) -> None:
+        """Learn ``topic``'s partitions and keep it in the producers' metadata. aiokafka's
+        ``partitions_for`` does not track a topic it already knows from the client's
+        first (all-topics) metadata fetch; once any other topic is tracked (the changelog,
+        created later), refreshes ask for tracked topics only and forget the untracked
+        ones. Record batches of a forgotten topic then wait for a leader until they expire
+        (40 s): seen with exactly-once on a fresh broker, where output batches waited in
+        a transaction while the changelog topic's first send refreshed the metadata."""
+        for producer in (self.producer, self.txn_producer):
+            if producer is not None:
+                await producer.client.add_topic(topic)
         self.partitions[topic] = len(await self.producer.partitions_for(topic))
 
     async def stop(self) -> None:
