@@ -95,7 +95,6 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
     batch_sink: BatchSink | None = None
     after_seek: AfterSeek | None = None
     fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS
-    read_committed: bool = False   # exactly-once: skip records of open/aborted transactions
     #: exactly-once: topics whose offsets the worker commits in its own transactions;
     #: Faust's commits leave them alone (see ``_commit``)
     transactional_topics: frozenset[str] = frozenset()
@@ -120,7 +119,11 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.after_seek = after_seek
         self.transactional_topics = frozenset(transactional_topics)
-        self.read_committed = bool(self.transactional_topics)
+
+    @property
+    def read_committed(self) -> bool:
+        """Exactly-once mode: skip records of open and aborted transactions."""
+        return bool(self.transactional_topics)
 
     async def _commit(self, offsets) -> bool:
         """Faust's periodic commit computes its offsets from the acknowledged records,
