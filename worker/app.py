@@ -202,25 +202,28 @@ class Worker:
                   "path instead of the batch loop")
 
     async def batch_loop(self) -> None:
-        """Process what the consumer handed over, one batch at a time: fetched lists
-        queued meanwhile are joined up to BATCH_MAX records."""
+        """Process what the consumer handed over, one batch at a time: fetches queued
+        meanwhile are joined up to BATCH_MAX records. Once a batch is durable, its
+        fetches are reported done with the offsets the consumer may commit."""
         queue, batch_max = self.batches, self.ws.batch_max
         handle = self.processor.handle
         debug = functools.partial(log.isEnabledFor, logging.DEBUG)
         while True:
-            batch = await queue.get()
-            while len(batch) < batch_max and not queue.empty():
-                batch += queue.get_nowait()
+            fetch = await queue.get()
+            batch, size = [fetch], len(fetch)
+            while size < batch_max and not queue.empty():
+                fetch = queue.get_nowait()
+                batch.append(fetch)
+                size += len(fetch)
             if debug():
-                t0, oldest = time.time(), min(m.timestamp or 0 for m in batch)
-            await finish_batch(handle(batch))
+                t0 = time.time()
+                oldest = min(r.timestamp or 0 for f in batch for r in f.records)
+            await finish_batch(handle(batch), functools.partial(
+                self.app.consumer.fetches_done, batch))
             if debug():
                 log.debug("batch of %d: %.1f ms, oldest record %.1f ms old, %d queued",
-                          len(batch), (time.time() - t0) * 1e3, (t0 - oldest) * 1e3,
+                          size, (time.time() - t0) * 1e3, (t0 - oldest) * 1e3,
                           queue.qsize())
-            ack = self.app.consumer.ack
-            for message in batch:
-                ack(message)
 
     async def settings_agent(self, stream) -> None:
         """Dead-letters invalid settings records (R19) once per consumer group."""

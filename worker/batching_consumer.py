@@ -25,9 +25,12 @@ the partition is advanced as Recovery would advance it, and the last record of e
 fetch still goes through Faust's path as a wake-up: Recovery finds its offset already
 seen, skips it, and checks whether recovery is complete.
 
-The handed-over records are tracked as unacknowledged like Faust's streams do, so a
-rebalance or a shutdown waits (``Consumer.wait_empty``) until the worker acknowledged
-them; the worker acknowledges a batch only after its outputs and state are durable.
+The handed-over records are aiokafka's own ``ConsumerRecord`` objects in a
+``worker.fetches.Fetch``, not Faust messages: no ``ConsumerMessage``, ``WeakSet`` entry
+or ``ack`` per record (a third of the main thread's time went there). A fetch is
+acknowledged as a whole once its batch is durable (``fetches_done``, with the offsets
+to commit); Faust's commits take those offsets, and a rebalance or a shutdown waits
+(``wait_empty``) until every handed-over fetch was reported done.
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ from typing import Awaitable, Callable, Iterable
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
+
+from .fetches import Fetch
 
 class _ChangelogEvent:
     """A Faust ``Event`` of a raw-serialized (bytes) table and its ``Message``, as far
@@ -100,6 +105,9 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
     transactional_topics: frozenset[str] = frozenset()
     restored_records: int = 0      # changelog records applied by ``_restore``
     _last_restored: dict | None = None   # tp -> last record applied by ``_restore``
+    _pending_fetches: int = 0      # handed to the batch loop, not yet reported done
+    _fetches_drained: asyncio.Event | None = None
+    _done_offsets: dict | None = None    # batch topics: tp -> offset to commit
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -119,6 +127,62 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.after_seek = after_seek
         self.transactional_topics = frozenset(transactional_topics)
+
+    # -- acknowledgement per fetch (instead of Faust's per message) -----------------
+    def fetches_done(self, fetches: list, offsets: dict) -> None:
+        """The batch loop made ``fetches`` durable: ``offsets`` (tp -> next offset) may
+        be committed, by Faust's periodic commit and the commit before a rebalance."""
+        done = self._done_offsets
+        if done is None:
+            done = self._done_offsets = {}
+        for tp, offset in offsets.items():
+            if offset > done.get(tp, -1):
+                done[tp] = offset
+        for _ in fetches:
+            self._fetch_released()
+
+    async def _hand_over(self, fetch: Fetch) -> None:
+        await self.batch_sink(fetch)
+        # counted in the same step as the hand-over (no await in between): a cancelled
+        # hand-over is never counted, a completed one always is
+        self._pending_fetches += 1
+
+    def _fetch_released(self) -> None:
+        self._pending_fetches -= 1
+        if self._pending_fetches <= 0 and self._fetches_drained is not None:
+            self._fetches_drained.set()
+
+    def _filter_tps_with_pending_acks(self, topics=None):
+        yield from super()._filter_tps_with_pending_acks(topics)
+        for tp in list(self._done_offsets or ()):
+            if topics is None or tp in topics or tp.topic in topics:
+                yield tp
+
+    def _new_offset(self, tp):
+        if tp.topic in self.batch_topics:
+            return (self._done_offsets or {}).get(tp)   # Faust commits it if higher
+        return super()._new_offset(tp)
+
+    async def wait_empty(self) -> None:
+        """Before a rebalance or a shutdown: wait until every handed-over fetch was
+        processed (its batch durable), then Faust's own wait and commit."""
+        while not self.should_stop and self._pending_fetches > 0:
+            if self._fetches_drained is None:
+                self._fetches_drained = asyncio.Event()
+            self._fetches_drained.clear()
+            try:
+                await asyncio.wait_for(self._fetches_drained.wait(), timeout=1.0)
+            except asyncio.TimeoutError:
+                self.log.info("waiting for %d fetches handed to the batch loop",
+                              self._pending_fetches)
+        await super().wait_empty()
+
+    async def on_partitions_assigned(self, assigned, generation_id: int = 0) -> None:
+        # kept through the revocation (its commit may still send them), dropped now
+        if self._done_offsets:
+            self._done_offsets = {tp: offset for tp, offset in self._done_offsets.items()
+                                  if tp in assigned}
+        await super().on_partitions_assigned(assigned, generation_id)
 
     @property
     def read_committed(self) -> bool:
@@ -206,22 +270,18 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         read_offset = self._read_offset
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
-        unacked = self._unacked_messages
         to_message = self._to_message
         app = self.app
         batch_topics = self.batch_topics
-        sink = self.batch_sink
         recovery = app.tables.recovery
-        if sink is None:
+        if self.batch_sink is None:
             raise RuntimeError("BatchingConsumer needs hand_over() before it starts")
 
-        async def flush(batch: list) -> None:
-            handing = sink(batch)
-            result = await self.wait_first(handing, self.suspend_flow.wait())
-            if handing not in result.done:
-                # a rebalance started first: these records were not handed over, and
-                # Faust seeks back to the committed offsets before resuming
-                unacked.difference_update(batch)
+        async def flush(fetch: Fetch) -> None:
+            # if a rebalance starts first (or the fetch loop is cancelled on shutdown)
+            # these records are not handed over; Faust seeks back to the committed
+            # offsets before resuming
+            await self.wait_first(self._hand_over(fetch), self.suspend_flow.wait())
 
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -241,6 +301,7 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                         self.log.warning("seek while flow not active failed: %r", exc)
                     continue
                 batch: list = []
+                ends: dict = {}
                 complete = True                # every fetched record was handled
                 for tp, tp_records in records.items():
                     if not (active is None or tp in active or tp in self._buffered_partitions):
@@ -256,6 +317,21 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                             and tp in recovery.active_tps
                             and await self._restore(recovery, tp, tp_records)):
                         continue
+                    if fast:
+                        # the records themselves, no Faust message per record; the fetch
+                        # is acknowledged as a whole (fetches_done). Gaps in the offsets
+                        # are the worker's to judge (worker.offsets).
+                        r_offset = read_offset[tp]
+                        if r_offset is not None and tp_records[0].offset < r_offset:
+                            # read before a seek: Faust drops these too
+                            tp_records = [r for r in tp_records if r.offset >= r_offset]
+                            if not tp_records:
+                                continue
+                        batch += tp_records
+                        last = tp_records[-1].offset
+                        read_offset[tp] = last
+                        ends[tp] = last + 1
+                        continue
                     for record in tp_records:
                         offset = record.offset
                         r_offset = read_offset[tp]
@@ -266,17 +342,11 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        message = to_message(tp, record)
-                        if fast:
-                            message.tracked = True
-                            unacked.add(message)
-                            batch.append(message)
-                        else:
-                            await self.wait_first(callback(message),
-                                                  self.suspend_flow.wait())
+                        await self.wait_first(callback(to_message(tp, record)),
+                                              self.suspend_flow.wait())
                         read_offset[tp] = offset
                 if batch:
-                    await flush(batch)
+                    await flush(Fetch(generation, batch, ends))
                 if complete and self.read_committed and recovery.in_recovery:
                     await self._skip_markers(recovery)   # after this fetch's records
         except self.consumer_stopped_errors:

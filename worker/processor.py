@@ -1,7 +1,7 @@
 """The hot path: one batch of Kafka records in, outputs and state writes out.
 
-A batch (Faust ``ConsumerMessage`` objects handed over by ``worker.batching_consumer``)
-mixes records of every assigned partition of the events topic and of the co-partitioned
+A batch (``worker.fetches.Fetch`` lists of aiokafka records, handed over by
+``worker.batching_consumer``) mixes records of every assigned partition of the events topic and of the co-partitioned
 ticks topic. For each batch, in this order:
 
 1. settings changes queued by the settings feed are applied (R19, "at once");
@@ -38,10 +38,11 @@ import os
 import sys
 import time
 from collections import Counter
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from .clock import WallClock
 from .codec import Reject, decode_event
+from .fetches import Fetch
 from .observability import BatchMetrics
 from .offsets import DROP_AND_SEEK, SKIP, OffsetGuard
 from .partitions import PartitionRegistry
@@ -76,7 +77,9 @@ class BatchProcessor:
         self.exactly_once = ws.exactly_once
         self.group_id = ws.app_id             # Faust's consumer group
 
-    async def handle(self, batch) -> None:
+    async def handle(self, batch: list[Fetch]) -> dict:
+        """Process ``batch`` (fetches, in order) and make its effects durable; returns the
+        offsets the consumer may commit (topic-partition -> next offset)."""
         started = time.perf_counter()
         registry = self.registry
         now = self.clock.clock()
@@ -97,40 +100,46 @@ class BatchProcessor:
         counts = self.counts
         to_seek: set[int] = set()
         generation = self.generation()
-        for msg in batch:                                                # 2
-            if msg.generation_id != generation:
+        done: dict = {}                   # topic-partition -> offset to commit after this
+        n_records = 0
+        for fetch in batch:                                              # 2
+            records = fetch.records
+            n_records += len(records)
+            if fetch.generation != generation:
                 # Fetched before the last rebalance but still queued for the batch loop
                 # (as in faust-streaming #221/#236): after the rebalance Faust seeks back
-                # to the committed offset, so this record comes again, in order.
-                counts["stale_generation_dropped"] += 1
+                # to the committed offset, so these records come again, in order.
+                counts["stale_generation_dropped"] += len(records)
                 continue
-            partition = msg.partition
-            seen.add(partition)
-            if msg.topic != events_topic:
-                counts["ticks"] += 1
-                continue
-            part = registry.get(partition)
-            offset = msg.offset
-            v = verdict(partition, offset)                 # worker.offsets
-            if v:
-                if v == SKIP:                              # the table already has it
-                    counts["replayed_skipped"] += 1
-                    progress.handled(partition, offset)
-                elif v == DROP_AND_SEEK:
-                    counts["gap_seeks"] += 1
-                    to_seek.add(partition)
-                else:
-                    counts["gap_dropped"] += 1
-                continue
-            progress.handled(partition, offset)
-            decoded = decode_event(msg.key, msg.value, now, self.max_bytes,
-                                   self.future_skew_ms)
-            if type(decoded) is Reject:
-                outbox.dead_letter(decoded, msg.topic, partition, offset, msg.key,
-                                   msg.value)
-                continue
-            event_types[decoded.type] += 1
-            outs.extend(part.on_event(decoded))
+            done.update(fetch.ends)
+            for msg in records:
+                partition = msg.partition
+                seen.add(partition)
+                if msg.topic != events_topic:
+                    counts["ticks"] += 1
+                    continue
+                part = registry.get(partition)
+                offset = msg.offset
+                v = verdict(partition, offset)                 # worker.offsets
+                if v:
+                    if v == SKIP:                              # the table already has it
+                        counts["replayed_skipped"] += 1
+                        progress.handled(partition, offset)
+                    elif v == DROP_AND_SEEK:
+                        counts["gap_seeks"] += 1
+                        to_seek.add(partition)
+                    else:
+                        counts["gap_dropped"] += 1
+                    continue
+                progress.handled(partition, offset)
+                decoded = decode_event(msg.key, msg.value, now, self.max_bytes,
+                                       self.future_skew_ms)
+                if type(decoded) is Reject:
+                    outbox.dead_letter(decoded, msg.topic, partition, offset, msg.key,
+                                       msg.value)
+                    continue
+                event_types[decoded.type] += 1
+                outs.extend(part.on_event(decoded))
 
         resync = self.guard.resync
         for partition in sorted(seen):                                   # 3
@@ -165,7 +174,25 @@ class BatchProcessor:
                 await self.seek(partition, nxt)
         self.counts["batches"] += 1
         self.counts["events"] += sum(event_types.values())
-        self.metrics.record(started, len(batch), event_types, outs, clock_outs, now, registry)
+        self.metrics.record(started, n_records, event_types, outs, clock_outs, now, registry)
+        return self._committable(done)
+
+    def _committable(self, done: dict) -> dict:
+        """The offsets the consumer may commit now that the batch is durable: one past the
+        last record of each topic-partition, but for an events partition never past the
+        position stored with its state (records dropped after a gap are read again from
+        there, worker.offsets); nothing for an events partition no longer held."""
+        next_offset = self.guard.next_offset
+        events_topic = self.events_topic
+        out = {}
+        for tp, end in done.items():
+            if tp[0] == events_topic:
+                stored = next_offset.get(tp[1])
+                if stored is None:
+                    continue
+                end = min(end, stored)
+            out[tp] = end
+        return out
 
 
 def fatal(message: str, exc: BaseException | None = None) -> None:
@@ -184,12 +211,13 @@ def fatal(message: str, exc: BaseException | None = None) -> None:
     os._exit(EXIT_BATCH_FAILED)
 
 
-async def finish_batch(coro) -> None:
+async def finish_batch(coro, then: Callable[[Any], None] | None = None):
     """Run one batch to completion even if the batch loop is cancelled meanwhile.
 
     Faust cancels the app's tasks when it stops; a batch cut in half would have sent
     outputs without writing their state. So the batch runs in its own task; a
-    cancellation of the loop waits for it and is re-raised afterwards.
+    cancellation of the loop waits for it and is re-raised afterwards, after ``then``
+    received the batch's result. Returns that result.
     """
     task = asyncio.ensure_future(coro)
     cancelled = False
@@ -205,5 +233,9 @@ async def finish_batch(coro) -> None:
     exc = task.exception()
     if exc is not None:
         fatal(f"batch failed: {exc!r}", exc)
+    result = task.result()
+    if then is not None:          # even when cancelled meanwhile: the batch is durable
+        then(result)
     if cancelled:
         raise asyncio.CancelledError()
+    return result

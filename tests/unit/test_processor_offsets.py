@@ -10,6 +10,7 @@ import faust
 import orjson
 import pytest
 
+from worker.fetches import Fetch
 from worker.partitions import PartitionRegistry
 from worker.processor import BatchProcessor
 from worker.publisher import Publisher
@@ -53,10 +54,15 @@ class NoSettings:
 
 
 def record(offset: int, event: dict, partition: int = 0):
-    msg = SimpleNamespace(topic=EVENTS, partition=partition, offset=offset, generation_id=0,
+    msg = SimpleNamespace(topic=EVENTS, partition=partition, offset=offset, timestamp=0,
                           key=f"{event['app_id']}:{event['user_id']}".encode(),
                           value=orjson.dumps(event))
     return msg
+
+
+def fetched(records, generation: int = 0) -> list[Fetch]:
+    """One batch of one fetch, as the consumer hands it over."""
+    return [Fetch.of(generation, records)]
 
 
 def event(i: int, user: str = "u1") -> dict:
@@ -91,7 +97,7 @@ def lifecycle(pub: RecordingPublisher) -> list[bytes]:
 def test_clock_record_carries_the_next_offset_with_the_state(worker_parts):
     ws, table, pub = worker_parts
     proc, _ = make_processor(ws, table, pub)
-    asyncio.run(proc.handle([record(0, event(0)), record(1, event(1))]))
+    asyncio.run(proc.handle(fetched([record(0, event(0)), record(1, event(1))])))
     stored = orjson.loads(table.data[clock_key(0)])
     assert stored[0] == 0 and stored[1][2] == 2                # next offset: 2
     # the clock record follows the key records on the same changelog partition
@@ -104,14 +110,14 @@ def test_records_the_restored_table_already_reflects_are_skipped_after_restart(w
     offset, not only by event id (R21): nothing is applied twice."""
     ws, table, pub = worker_parts
     first, _ = make_processor(ws, table, pub)
-    asyncio.run(first.handle([record(0, event(0)), record(1, event(1))]))
+    asyncio.run(first.handle(fetched([record(0, event(0)), record(1, event(1))])))
     published = len(lifecycle(pub))
     assert published == 1                                        # session-opened
 
     second, registry = make_processor(ws, table, pub)            # a restarted worker
     assert registry.next_offset == {0: 2}
-    asyncio.run(second.handle([record(0, event(0)), record(1, event(1)),
-                               record(2, event(2))]))
+    asyncio.run(second.handle(fetched([record(0, event(0)), record(1, event(1)),
+                               record(2, event(2))])))
     assert second.counts["replayed_skipped"] == 2
     assert len(lifecycle(pub)) == published                      # nothing re-emitted
     assert registry.get(0).states["app:u1"].user_events == 3     # 0, 1, then 2 once
@@ -123,7 +129,7 @@ def test_rejected_records_also_move_the_stored_position_R20(worker_parts):
     proc, registry = make_processor(ws, table, pub)
     bad = record(0, event(0))
     bad.value = b"not json"
-    asyncio.run(proc.handle([bad]))
+    asyncio.run(proc.handle(fetched([bad])))
     assert registry.next_offset == {0: 1}
     assert orjson.loads(table.data[clock_key(0)])[1][2] == 1
     dlq = [v for t, _, _, v in pub.delivered if t == ws.output_topics["conversation-events-dlq"]]
@@ -138,13 +144,10 @@ def test_records_fetched_before_a_rebalance_are_dropped_not_applied_out_of_order
     proc, registry = make_processor(ws, table, pub)
     proc.generation = lambda: 2
     stale = record(5, event(5))
-    stale.generation_id = 1
     fresh = [record(i, event(i)) for i in range(6)]
-    for r in fresh:
-        r.generation_id = 2
-    asyncio.run(proc.handle([stale]))
+    assert asyncio.run(proc.handle(fetched([stale], generation=1))) == {}
     assert proc.counts["stale_generation_dropped"] == 1 and registry.next_offset == {}
-    asyncio.run(proc.handle(fresh))
+    asyncio.run(proc.handle(fetched(fresh, generation=2)))
     assert registry.next_offset == {0: 6} and proc.counts["gap_seeks"] == 0
     assert registry.get(0).states["app:u1"].user_events == 6
 
@@ -161,17 +164,32 @@ def test_records_faust_did_not_deliver_are_read_again_before_later_ones(worker_p
         sought.append((partition, offset))
 
     proc.seek = seek
-    asyncio.run(proc.handle([record(i, event(i)) for i in (0, 1)]))
+    asyncio.run(proc.handle(fetched([record(i, event(i)) for i in (0, 1)])))
 
     async def caught_up_far_later(partition: int):      # would close every session
         return 10 ** 12
 
     proc.clock.watermark = caught_up_far_later
-    asyncio.run(proc.handle([record(i, event(i)) for i in (4, 5)]))
+    asyncio.run(proc.handle(fetched([record(i, event(i)) for i in (4, 5)])))
     assert sought == [(0, 2)] and registry.get(0).states["app:u1"].user_events == 2
     assert registry.get(0).states["app:u1"].sid is not None     # not closed meanwhile
     del proc.clock.watermark                                     # lagging again
     assert orjson.loads(table.data[clock_key(0)])[1][2] == 2
-    asyncio.run(proc.handle([record(i, event(i)) for i in (2, 3, 4, 5)]))
+    asyncio.run(proc.handle(fetched([record(i, event(i)) for i in (2, 3, 4, 5)])))
     assert registry.get(0).states["app:u1"].user_events == 6
     assert registry.next_offset == {0: 6} and sought == [(0, 2)]
+
+
+def test_offsets_to_commit_never_pass_records_dropped_after_a_gap(worker_parts):
+    """The consumer commits what the batch returns: one past the last record of each
+    partition, but for an events partition with records dropped after a gap (worker.
+    offsets) only up to the first missing one, and ticks up to their last record."""
+    ws, table, pub = worker_parts
+    proc, registry = make_processor(ws, table, pub)
+    tick = SimpleNamespace(topic=ws.topic_ticks, partition=0, offset=11, key=None,
+                           value=b"", timestamp=0)
+    done = asyncio.run(proc.handle(fetched([record(0, event(0)), record(1, event(1)),
+                                            tick])))
+    assert done == {(EVENTS, 0): 2, (ws.topic_ticks, 0): 12}
+    done = asyncio.run(proc.handle(fetched([record(i, event(i)) for i in (4, 5)])))
+    assert done == {(EVENTS, 0): 2}                 # 4 and 5 dropped: read again from 2
