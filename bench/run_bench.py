@@ -520,12 +520,14 @@ async def bench_latency(ctx: Ctx, http, offs, rates: list[tuple[str, float]]) ->
             t_first = min(sent.values()) if sent else 0
             warm_ns = int(ctx.args.paced_warmup * 1e9)
             e2e, emit = [], []
+            by_second: dict[int, list[float]] = {}
             for tid, recv_ns, ts_ms in got:
                 s = sent.get(tid)
                 if s is None or s - t_first < warm_ns:
                     continue
                 e2e.append((recv_ns - s) / 1e6)
                 emit.append(ts_ms - s / 1e6)
+                by_second.setdefault(int((s - t_first) // 1e9), []).append(e2e[-1])
             matched = sum(1 for tid, _, _ in got if tid in sent)
             run = {
                 "target_rate": rate, "producer": pstats, "opened_received": len(got),
@@ -536,6 +538,9 @@ async def bench_latency(ctx: Ctx, http, offs, rates: list[tuple[str, float]]) ->
                 "max_ms": round(max(e2e), 2) if e2e else None,
                 "emit_p50_ms": round(pct(emit, 0.5), 2) if emit else None,
                 "emit_p99_ms": round(pct(emit, 0.99), 2) if emit else None,
+                # per second of sending: [p50, max] ms, to tell a steady queue from stalls
+                "timeline_p50_max_ms": {sec: [round(pct(v, 0.5), 1), round(max(v), 1)]
+                                        for sec, v in sorted(by_second.items())},
                 "w_cpu_share": round((cpu1 - cpu0) / pstats["seconds"], 2)
                 if pstats.get("seconds") and cpu0 is not None and cpu1 is not None else None,
                 "load_before": before, "load_after": loadavg(),

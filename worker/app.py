@@ -217,12 +217,13 @@ class Worker:
                 size += len(fetch)
             if debug():
                 t0 = time.time()
-                oldest = min(r.timestamp or 0 for f in batch for r in f.records)
+                oldest = min(r.timestamp or 0 for f in batch for r in f.records)   # ms
             await finish_batch(handle(batch), functools.partial(
                 self.app.consumer.fetches_done, batch))
             if debug():
-                log.debug("batch of %d: %.1f ms, oldest record %.1f ms old, %d queued",
-                          size, (time.time() - t0) * 1e3, (t0 - oldest) * 1e3,
+                log.debug("batch of %d: %.1f ms (%.1f ms awaiting Kafka), oldest record "
+                          "%.1f ms old, %d queued", size, (time.time() - t0) * 1e3,
+                          self.processor.last_delivery_s * 1e3, t0 * 1e3 - oldest,
                           queue.qsize())
 
     async def settings_agent(self, stream) -> None:

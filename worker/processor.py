@@ -76,6 +76,7 @@ class BatchProcessor:
         self.seek = seek
         self.exactly_once = ws.exactly_once
         self.group_id = ws.app_id             # Faust's consumer group
+        self.last_delivery_s = 0.0            # of the last batch: awaiting Kafka's acks
 
     async def handle(self, batch: list[Fetch]) -> dict:
         """Process ``batch`` (fetches, in order) and make its effects durable; returns the
@@ -153,18 +154,22 @@ class BatchProcessor:
 
         outs.extend(clock_outs)
         outbox.publish(outs)                                             # 4
+        waited = time.perf_counter()
         if not self.exactly_once:
             await self.publisher.deliver(outbox)
+        waited = time.perf_counter() - waited
 
         offsets: dict[tuple[str, int], int] = {}
         for partition, (dirty, clock) in registry.collect_writes().items():  # 5
             self.counts["state_writes"] += self.table.write(outbox, partition, dirty, clock)
             if clock is not None and len(clock) > 2:
                 offsets[(events_topic, partition)] = clock[2]
+        t = time.perf_counter()
         if self.exactly_once:
             sent = await self.publisher.deliver_atomically(outbox, offsets, self.group_id)
         else:
             sent = await self.publisher.deliver(outbox)
+        self.last_delivery_s = waited + time.perf_counter() - t   # awaiting Kafka
         self.table.settle(sent)
         for partition in sorted(to_seek):                                # 6
             nxt = self.guard.next_offset[partition]
