@@ -85,6 +85,20 @@ def loadavg() -> list[float]:
         return [float(x) for x in fh.read().split()[:3]]
 
 
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, all cores (/proc/stat)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]              # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """Cores' worth of CPU the whole machine used between two ``cpu_times``."""
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / total * (os.cpu_count() or 1), 2) if total else None
+
+
 def free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -505,10 +519,10 @@ async def bench_latency(ctx: Ctx, http, offs, rates: list[tuple[str, float]]) ->
                                               "--users", str(ctx.args.users), "--partitions",
                                               str(ctx.parts), "--skip", str(skip),
                                               "--sent-log", str(sent_log)], {})
-            cpu0 = proc.cpu_s()
+            cpu0, machine0 = proc.cpu_s(), cpu_times()
             while lp.alive():
                 await asyncio.sleep(0.2)
-            cpu1 = proc.cpu_s()
+            cpu1, machine1 = proc.cpu_s(), cpu_times()
             await asyncio.sleep(ctx.args.paced_drain_s)
             stop.set()
             await consumer
@@ -541,6 +555,9 @@ async def bench_latency(ctx: Ctx, http, offs, rates: list[tuple[str, float]]) ->
                 # per second of sending: [p50, max] ms, to tell a steady queue from stalls
                 "timeline_p50_max_ms": {sec: [round(pct(v, 0.5), 1), round(max(v), 1)]
                                         for sec, v in sorted(by_second.items())},
+                # worker, broker, load generator and this consumer share the machine
+                "machine_busy_cores": busy_cores(machine0, machine1),
+                "machine_cores": os.cpu_count(),
                 "w_cpu_share": round((cpu1 - cpu0) / pstats["seconds"], 2)
                 if pstats.get("seconds") and cpu0 is not None and cpu1 is not None else None,
                 "load_before": before, "load_after": loadavg(),
@@ -854,6 +871,9 @@ def build_table(res: dict) -> tuple[str, list[dict]]:
         if r and r.get("p99_ms") is not None:
             ach = (r.get("producer") or {}).get("achieved_rate")
             value = f"p50 {r['p50_ms']:.1f} ms / p99 {r['p99_ms']:.1f} ms @ {ach or r['target_rate']:,.0f}/s"
+            if r.get("machine_busy_cores") is not None:
+                value += (f" (W {r.get('w_cpu_share')} core; machine busy "
+                          f"{r['machine_busy_cores']} of {r.get('machine_cores')} cores)")
         else:
             value = "—"
         row(f"produce → session-opened latency at {label} of W max", value,
