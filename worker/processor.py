@@ -1,8 +1,8 @@
 """The hot path: one batch of Kafka records in, outputs and state writes out.
 
 A batch (``worker.fetches.Fetch`` lists of aiokafka records, handed over by
-``worker.batching_consumer``) mixes records of every assigned partition of the events topic and of the co-partitioned
-ticks topic. For each batch, in this order:
+``worker.batching_consumer``) mixes records of every assigned partition of the events
+topic and of the co-partitioned ticks topic. For each batch, in this order:
 
 1. settings changes queued by the settings feed are applied (R19, "at once");
 2. each events record is decoded (R20 rejects -> dead letter) and handed to its
@@ -11,8 +11,9 @@ ticks topic. For each batch, in this order:
    clock minus lateness, but only while it is caught up (R10, ``worker.clock``);
 4. all outputs and dead letters are sent, and *awaited* (acks=all);
 5. only then are the changed keys and moved clocks written to the table (changelog),
-   and awaited too; the batch's records are acknowledged after we return, so Faust
-   commits their offsets only after outputs and state are durable (at-least-once; a
+   and awaited too; the batch's fetches are reported done, with the offsets returned
+   here, only after we return, so Faust commits them only after outputs and state are
+   durable (at-least-once; a
    re-delivered event is a duplicate of the restored state and emits nothing, R21).
    The clock record carries the partition's next offset, so after a restart or a
    rebalance records the table already reflects are skipped, not processed again
