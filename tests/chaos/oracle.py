@@ -66,7 +66,8 @@ def compare(actual: list[Output], expected: list[tuple[str, str, dict]],
     r = Counter()
     per_topic: dict[str, Counter] = {}
     examples: dict[str, list] = {"lost": [], "mismatched": [], "unexpected": [],
-                                 "non_identical_duplicates": [], "order": []}
+                                 "non_identical_duplicates": [], "order": [],
+                                 "duplicated": []}
     for tk in set(got) | set(want):
         topic = tk[0]
         pt = per_topic.setdefault(topic, Counter())
@@ -78,6 +79,10 @@ def compare(actual: list[Output], expected: list[tuple[str, str, dict]],
         extra = [x for x in ca if ce[x] == 0 for _ in range(ca[x])]
         dups = sum(ca[x] - ce[x] for x in ca if ce[x] and ca[x] > ce[x])
         pt["duplicated"] += dups
+        if dups and len(examples["duplicated"]) < 5:
+            x = next(x for x in ca if ce[x] and ca[x] > ce[x])
+            examples["duplicated"].append({"topic": topic, "key": tk[1], "times": ca[x],
+                                           "record": orjson.loads(x)})
         # a lost and an unexpected record of the same session: a changed record
         def sid(x: bytes):
             return orjson.loads(x).get("session_id") if topic != DEAD_LETTER else None
