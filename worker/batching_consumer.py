@@ -138,19 +138,15 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         for tp, offset in offsets.items():
             if offset > done.get(tp, -1):
                 done[tp] = offset
-        for _ in fetches:
-            self._fetch_released()
+        self._pending_fetches -= len(fetches)
+        if self._pending_fetches <= 0 and self._fetches_drained is not None:
+            self._fetches_drained.set()
 
     async def _hand_over(self, fetch: Fetch) -> None:
         await self.batch_sink(fetch)
         # counted in the same step as the hand-over (no await in between): a cancelled
         # hand-over is never counted, a completed one always is
         self._pending_fetches += 1
-
-    def _fetch_released(self) -> None:
-        self._pending_fetches -= 1
-        if self._pending_fetches <= 0 and self._fetches_drained is not None:
-            self._fetches_drained.set()
 
     def _filter_tps_with_pending_acks(self, topics=None):
         yield from super()._filter_tps_with_pending_acks(topics)
