@@ -106,8 +106,8 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
     restored_records: int = 0      # changelog records applied by ``_restore``
     _last_restored: dict | None = None   # tp -> last record applied by ``_restore``
     _pending_fetches: int = 0      # handed to the batch loop, not yet reported done
-    _fetches_drained: asyncio.Event | None = None
-    _done_offsets: dict | None = None    # batch topics: tp -> offset to commit
+    _fetches_drained: asyncio.Event     # set whenever none is pending (``hand_over``)
+    _done_offsets: dict                 # batch topics: tp -> offset to commit
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -127,19 +127,19 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.after_seek = after_seek
         self.transactional_topics = frozenset(transactional_topics)
+        self._done_offsets = {}
+        self._fetches_drained = asyncio.Event()
 
     # -- acknowledgement per fetch (instead of Faust's per message) -----------------
     def fetches_done(self, fetches: list, offsets: dict) -> None:
         """The batch loop made ``fetches`` durable: ``offsets`` (tp -> next offset) may
         be committed, by Faust's periodic commit and the commit before a rebalance."""
         done = self._done_offsets
-        if done is None:
-            done = self._done_offsets = {}
         for tp, offset in offsets.items():
             if offset > done.get(tp, -1):
                 done[tp] = offset
         self._pending_fetches -= len(fetches)
-        if self._pending_fetches <= 0 and self._fetches_drained is not None:
+        if self._pending_fetches <= 0:
             self._fetches_drained.set()
 
     async def _hand_over(self, fetch: Fetch) -> None:
@@ -150,21 +150,19 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
 
     def _filter_tps_with_pending_acks(self, topics=None):
         yield from super()._filter_tps_with_pending_acks(topics)
-        for tp in list(self._done_offsets or ()):
+        for tp in list(self._done_offsets):
             if topics is None or tp in topics or tp.topic in topics:
                 yield tp
 
     def _new_offset(self, tp):
         if tp.topic in self.batch_topics:
-            return (self._done_offsets or {}).get(tp)   # Faust commits it if higher
+            return self._done_offsets.get(tp)   # Faust commits it if higher
         return super()._new_offset(tp)
 
     async def wait_empty(self) -> None:
         """Before a rebalance or a shutdown: wait until every handed-over fetch was
         processed (its batch durable), then Faust's own wait and commit."""
         while not self.should_stop and self._pending_fetches > 0:
-            if self._fetches_drained is None:
-                self._fetches_drained = asyncio.Event()
             self._fetches_drained.clear()
             try:
                 await asyncio.wait_for(self._fetches_drained.wait(), timeout=1.0)
@@ -175,9 +173,8 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
 
     async def on_partitions_assigned(self, assigned, generation_id: int = 0) -> None:
         # kept through the revocation (its commit may still send them), dropped now
-        if self._done_offsets:
-            self._done_offsets = {tp: offset for tp, offset in self._done_offsets.items()
-                                  if tp in assigned}
+        self._done_offsets = {tp: offset for tp, offset in self._done_offsets.items()
+                              if tp in assigned}
         await super().on_partitions_assigned(assigned, generation_id)
 
     @property

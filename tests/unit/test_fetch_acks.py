@@ -20,7 +20,7 @@ EVENTS, TICKS, SETTINGS = "events", "ticks", "settings"
 def consumer() -> BatchingConsumer:
     """The consumer's acknowledgement bookkeeping alone (no app, no broker)."""
     c = BatchingConsumer.__new__(BatchingConsumer)
-    c.batch_topics = frozenset({EVENTS, TICKS})
+    c.hand_over([EVENTS, TICKS], sink=None)
     c._stopped = asyncio.Event()
     c._crashed = asyncio.Event()
     c._acked = {}                # Faust's per-message acks (other topics)
