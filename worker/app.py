@@ -159,10 +159,17 @@ class Worker:
         be ahead of it; if it is (an offset committed for a record never processed), read
         again from the table's position instead of skipping records."""
         consumer = self.app.consumer
+        assigned = consumer.assignment()
         for partition, nxt in sorted(self.registry.next_offset.items()):
             tp = TP(self.ws.topic_events, partition)
+            if tp not in assigned:
+                continue
             committed = consumer._committed_offset.get(tp)
-            if committed is not None and committed > nxt:
+            if committed is None:
+                # never committed (or at 0): sought to the beginning
+                # (BatchingConsumer.seek_uncommitted); the state knows how far it got
+                await consumer.seek(tp, nxt)
+            elif committed > nxt:
                 self.processor.counts["seeks_back_to_state"] += 1
                 log.warning("events partition %d: committed offset %d is ahead of the "
                             "state (%d); reading again from %d", partition, committed,
@@ -276,6 +283,8 @@ class Worker:
             "sessions": self.registry.stats(),
             "settings": dict(self.feed.counts),
             "partitions": sorted(p for p, _ in self.registry.items()),
+            "consumer": {"restored_records": self.app.consumer.restored_records,
+                         "stranded_seeks": self.app.consumer.stranded_seeks},
         }
 
     async def gc_tick(self) -> None:

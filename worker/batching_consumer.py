@@ -104,6 +104,7 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
     #: Faust's commits leave them alone (see ``_commit``)
     transactional_topics: frozenset[str] = frozenset()
     restored_records: int = 0      # changelog records applied by ``_restore``
+    stranded_seeks: int = 0        # partitions sought back to fetched, undelivered records
     _last_restored: dict | None = None   # tp -> last record applied by ``_restore``
     _pending_fetches: int = 0      # handed to the batch loop, not yet reported done
     _fetches_drained: asyncio.Event     # set whenever none is pending (``hand_over``)
@@ -195,6 +196,31 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                 return True     # already committed, in the transactions
         return await super()._commit(offsets)
 
+    async def seek_to_committed(self):
+        committed = await super().seek_to_committed()
+        await self.seek_uncommitted(committed)
+        return committed
+
+    async def seek_uncommitted(self, committed: dict) -> None:
+        """aiokafka's ``seek_to_committed`` moves only partitions committed above offset
+        0; the others stay wherever the fetcher got to. Faust relies on that seek (after
+        every rebalance) to read again the records it fetched but did not deliver, so on
+        a partition never committed they were lost until the partition changed hands: a
+        settings partition holding only two bad records (never committed, since their
+        dead letters were never published) went unread for minutes that way. So input
+        partitions (not changelogs) committed at 0 are sought to 0, and those never
+        committed to the beginning, as ``consumer_auto_offset_reset="earliest"`` would."""
+        never = []
+        for tp, offset in committed.items():
+            if offset or self._is_changelog_tp(tp):
+                continue
+            if offset == 0:
+                await self.seek(tp, 0)
+            else:
+                never.append(tp)
+        if never:
+            await self._thread.seek_to_beginning(*never)
+
     async def perform_seek(self) -> None:
         await super().perform_seek()
         if self.after_seek is not None:
@@ -228,6 +254,35 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         self._last_restored[tp] = wake
         await self.wait_first(self.callback(wake), self.suspend_flow.wait())
         return True
+
+    async def seek_back_stranded(self, stranded: dict, generation: int) -> None:
+        """Records were fetched for partitions that were paused by the time the fetch came
+        back, so they were not delivered (as in Faust's ``getmany``), but the consumer's
+        position has moved past them. Faust reads them again only if a seek follows, and
+        one follows a rebalance, not a pause: a settings partition was seen left unread
+        for minutes that way. So seek each such partition back to its first undelivered
+        record, unless a seek already moved it there or before (never forward), or a
+        rebalance began (Faust seeks every partition after it)."""
+        position_now = self._thread.position_now
+        read_offset = self._read_offset
+        for tp, first in stranded.items():
+            if self.app.consumer_generation_id != generation:
+                return
+            r_offset = read_offset.get(tp)
+            if r_offset is not None and first < r_offset:
+                continue                   # read before a seek: Faust drops these too
+            position = position_now(tp)
+            if position is None or position <= first:
+                continue                   # not past them (a seek moved it back already)
+            try:
+                await self.seek(tp, first)
+            except Exception as exc:       # revoked meanwhile: the rebalance seeks it
+                self.log.info("seek back of %s to %d not done: %r", tp, first, exc)
+                continue
+            self.stranded_seeks += 1
+            self.log.warning("%s: records from offset %d were fetched while the partition "
+                             "was paused and not delivered; reading again from there",
+                             tp, first)
 
     async def _skip_markers(self, recovery) -> None:
         """read_committed only. A transaction's commit marker (and every record of an
@@ -296,9 +351,11 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                 batch: list = []
                 ends: dict = {}
                 complete = True                # every fetched record was handled
+                stranded: dict = {}            # tp -> first record fetched, not delivered
                 for tp, tp_records in records.items():
                     if not (active is None or tp in active or tp in self._buffered_partitions):
                         complete = False
+                        stranded[tp] = tp_records[0].offset
                         continue
                     if app.consumer_generation_id != generation or not self.flow_active:
                         complete = False
@@ -338,6 +395,8 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                         await self.wait_first(callback(to_message(tp, record)),
                                               self.suspend_flow.wait())
                         read_offset[tp] = offset
+                if stranded:
+                    await self.seek_back_stranded(stranded, generation)
                 if batch:
                     await flush(Fetch(generation, batch, ends))
                 if complete and self.read_committed and recovery.in_recovery:

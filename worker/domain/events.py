@@ -51,7 +51,8 @@ class Event:
     Optional fields have defaults, so the codec only sets what a record carries.
     ``has_dialog`` tells a context event that sets ``dialog: null`` (clear) apart from
     one that does not mention the dialog at all. (Written so that mypyc can compile it
-    to a native class: annotated attributes, no ``__dict__``.)
+    to a native class: annotated attributes, no ``__dict__``, and a constructor without
+    ``**kwargs``, which the codec calls directly for every record.)
     """
 
     event_id: str
@@ -62,15 +63,15 @@ class Event:
     channel: str
     developer: bool
     key: str
-    intent: str | None = None
-    input_valid: bool = True
-    action: str | None = None
-    auth_profile: str | None = None
-    has_dialog: bool = False
-    dialog: dict[str, Any] | None = None
-    tags: list[str] | None = None
-    sentiment: dict[str, Any] | None = None
-    variables: list[Variable] | None = None
+    intent: str | None
+    input_valid: bool
+    action: str | None
+    auth_profile: str | None
+    has_dialog: bool
+    dialog: dict[str, Any] | None
+    tags: list[str] | None
+    sentiment: dict[str, Any] | None
+    variables: list[Variable] | None
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
         "intent", "input_valid", "action", "auth_profile", "has_dialog", "dialog", "tags",
@@ -78,7 +79,11 @@ class Event:
 
     def __init__(self, event_id: str, app_id: str, user_id: str, ts: int, type: str,
                  channel: str, developer: bool = False, key: str | None = None,
-                 **optional: Any) -> None:
+                 intent: str | None = None, input_valid: bool = True,
+                 action: str | None = None, auth_profile: str | None = None,
+                 has_dialog: bool = False, dialog: dict[str, Any] | None = None,
+                 tags: list[str] | None = None, sentiment: dict[str, Any] | None = None,
+                 variables: list[Variable] | None = None) -> None:
         self.event_id = event_id
         self.app_id = app_id
         self.user_id = user_id
@@ -87,14 +92,15 @@ class Event:
         self.channel = channel
         self.developer = developer
         self.key = key if key is not None else f"{app_id}:{user_id}"
-        if optional:
-            unknown = optional.keys() - self.OPTIONAL
-            if unknown:
-                raise TypeError(f"unknown event fields {sorted(unknown)}")
-            if "dialog" in optional and "has_dialog" not in optional:
-                optional["has_dialog"] = True
-            for name, value in optional.items():
-                setattr(self, name, value)
+        self.intent = intent
+        self.input_valid = input_valid
+        self.action = action
+        self.auth_profile = auth_profile
+        self.has_dialog = has_dialog or dialog is not None
+        self.dialog = dialog
+        self.tags = tags
+        self.sentiment = sentiment
+        self.variables = variables
 
     def __repr__(self) -> str:
         return f"Event({self.type} {self.key} ts={self.ts} id={self.event_id!r})"

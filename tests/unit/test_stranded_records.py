@@ -1,0 +1,121 @@
+"""Records fetched for a partition that was paused by the time the fetch came back are
+not delivered (as in Faust's ``getmany``), yet the consumer's position has moved past
+them. ``BatchingConsumer.seek_back_stranded`` moves the partition back to its first
+undelivered record, so that they are read again once it resumes: a settings dead letter
+(R19, R20) was once published only minutes later, at the next rebalance
+(docs/live-worker.md, Known limits). Never forward, never during a rebalance."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+
+from faust.types import TP
+
+from worker.batching_consumer import BatchingConsumer
+
+SETTINGS_7 = TP("session-settings", 7)
+
+
+class FakeConsumer:
+    """The attributes of Faust's consumer that ``seek_back_stranded`` uses."""
+
+    def __init__(self, position: int | None, read_offset: int | None = None,
+                 generation: int = 3, fail: bool = False) -> None:
+        self.app = SimpleNamespace(consumer_generation_id=generation)
+        self.positions = {SETTINGS_7: position}
+        self._thread = SimpleNamespace(position_now=self.positions.get)
+        self._read_offset = {SETTINGS_7: read_offset} if read_offset is not None else {}
+        self.sought: list[tuple[TP, int]] = []
+        self.stranded_seeks = 0
+        self.fail = fail
+        self.log = logging.getLogger("test")
+
+    async def seek(self, tp, offset) -> None:
+        if self.fail:
+            raise RuntimeError("partition not assigned")
+        self.sought.append((tp, offset))
+        self.positions[tp] = offset
+
+
+def seek_back(consumer, stranded, generation: int = 3) -> None:
+    asyncio.run(BatchingConsumer.seek_back_stranded(consumer, stranded, generation))
+
+
+def test_records_fetched_while_paused_are_read_again_from_the_first_of_them_R19():
+    consumer = FakeConsumer(position=12, read_offset=9)     # delivered up to 9, fetched 10, 11
+    seek_back(consumer, {SETTINGS_7: 10})
+    assert consumer.sought == [(SETTINGS_7, 10)]
+    assert consumer.positions[SETTINGS_7] == 10
+    assert consumer.stranded_seeks == 1
+
+
+def test_a_partition_never_read_before_is_sought_back_too_R19():
+    consumer = FakeConsumer(position=2, read_offset=None)   # no commit yet, nothing delivered
+    seek_back(consumer, {SETTINGS_7: 0})
+    assert consumer.sought == [(SETTINGS_7, 0)]
+
+
+def test_a_partition_already_sought_back_to_or_before_them_is_left_alone():
+    # a seek after the fetch (Faust's after recovery) moved the position back already:
+    # seeking to the undelivered records would skip what lies before them
+    for position in (10, 4):
+        consumer = FakeConsumer(position=position, read_offset=None)
+        seek_back(consumer, {SETTINGS_7: 10})
+        assert consumer.sought == [] and consumer.stranded_seeks == 0
+
+
+def test_records_read_before_a_seek_are_not_stranded():
+    consumer = FakeConsumer(position=30, read_offset=20)    # sought to 20 since the fetch
+    seek_back(consumer, {SETTINGS_7: 15})
+    assert consumer.sought == []
+
+
+def test_an_unknown_position_is_left_to_the_consumer():
+    consumer = FakeConsumer(position=None)
+    seek_back(consumer, {SETTINGS_7: 10})
+    assert consumer.sought == []
+
+
+def test_nothing_is_sought_once_a_rebalance_began():
+    consumer = FakeConsumer(position=12, generation=4)      # Faust seeks after the rebalance
+    seek_back(consumer, {SETTINGS_7: 10}, generation=3)
+    assert consumer.sought == []
+
+
+def test_a_failed_seek_of_a_revoked_partition_does_not_stop_the_fetch_loop():
+    consumer = FakeConsumer(position=12, fail=True)
+    seek_back(consumer, {SETTINGS_7: 10})
+    assert consumer.sought == [] and consumer.stranded_seeks == 0
+
+
+# -- after a rebalance: partitions never committed ------------------------------------------
+class SeekingConsumer:
+    """What ``seek_uncommitted`` uses: Faust's seek, the thread's seek_to_beginning and
+    the changelog test."""
+
+    def __init__(self) -> None:
+        self.sought: list[tuple[TP, int]] = []
+        self.to_beginning: list[TP] = []
+        self._thread = SimpleNamespace(seek_to_beginning=self._to_beginning)
+
+    async def _to_beginning(self, *tps) -> None:
+        self.to_beginning.extend(tps)
+
+    async def seek(self, tp, offset) -> None:
+        self.sought.append((tp, offset))
+
+    def _is_changelog_tp(self, tp) -> bool:
+        return tp.topic.endswith("-changelog")
+
+
+def test_after_a_rebalance_a_never_committed_input_partition_is_read_from_the_beginning_R19():
+    """aiokafka's seek_to_committed leaves such a partition where the fetcher got to, so
+    records fetched there and dropped during the rebalance were never read again."""
+    consumer = SeekingConsumer()
+    events_3, changelog_3 = TP("conversation-events", 3), TP("app-sessions-changelog", 3)
+    committed = {SETTINGS_7: None, events_3: 0, TP("conversation-events", 4): 120,
+                 changelog_3: None}
+    asyncio.run(BatchingConsumer.seek_uncommitted(consumer, committed))
+    assert consumer.to_beginning == [SETTINGS_7]
+    assert consumer.sought == [(events_3, 0)]          # committed at 0: aiokafka skips it too
