@@ -165,11 +165,11 @@ class Worker:
             if tp not in assigned:
                 continue
             committed = consumer._committed_offset.get(tp)
-            if committed is None:
-                # never committed (or at 0): sought to the beginning
-                # (BatchingConsumer.seek_uncommitted); the state knows how far it got
-                await consumer.seek(tp, nxt)
-            elif committed > nxt:
+            # never committed (or at 0): read from the beginning
+            # (BatchingConsumer.seek_uncommitted), records the state has are skipped and
+            # their offsets committed as they go; seeking straight to ``nxt`` would leave
+            # a partition with nothing newer uncommitted (lag shown forever)
+            if committed is not None and committed > nxt:
                 self.processor.counts["seeks_back_to_state"] += 1
                 log.warning("events partition %d: committed offset %d is ahead of the "
                             "state (%d); reading again from %d", partition, committed,

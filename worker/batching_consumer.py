@@ -82,6 +82,14 @@ class ShortWaitConsumerThread(AIOKafkaConsumerThread):
             consumer._isolation_level = "read_committed"
         return consumer
 
+    async def seek_in_thread(self, tp, offset: int) -> None:
+        """Seek from the consumer's own thread. Faust's ``seek`` calls the aiokafka
+        consumer of this thread straight from the main thread; when a fetch is draining
+        records here at that moment, aiokafka's ``fetched_records`` fails
+        (``KeyError`` on ``del self._records[tp]``: seen, the fetcher crashed and the
+        worker exited)."""
+        await self.call_thread(self._ensure_consumer().seek, tp, offset)
+
     def position_now(self, tp) -> int | None:
         """The fetch position of ``tp`` as the aiokafka consumer holds it (no request):
         one past the last offset it delivered or skipped, None if unknown."""
@@ -112,6 +120,10 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _seek(self, partition, offset: int) -> None:
+        # every seek (Faust's and ours) runs in the consumer thread, see seek_in_thread
+        await self._thread.seek_in_thread(partition, offset)
 
     def hand_over(self, topics: Iterable[str], sink: BatchSink,
                   fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS,

@@ -43,6 +43,18 @@ from .publisher import Outbox, Sent
 CLOCK_PREFIX = b"#clock/"
 
 
+def compact(value: bytes) -> bytes:
+    """A right-sized copy of an ``orjson.dumps`` result, for values kept for long.
+
+    orjson writes into a buffer of a few KiB and shrinks it in place when done; the
+    allocator keeps the tail it gave back as a hole that the next (as large) buffer does
+    not fit in. Kept for long, every such value holds about 4.2 KB of RSS whatever its
+    length (measured: 200,000 values of 173 bytes, 4,197 B of RSS each; copied, 313 B).
+    Faust's memory store keeps one per key, which made most of the worker's ~5.4 KB of
+    RSS per open session."""
+    return bytes(memoryview(value))
+
+
 def clock_key(partition: int) -> bytes:
     return CLOCK_PREFIX + str(partition).encode()
 
@@ -117,7 +129,7 @@ class StateTable:
             if value is None:
                 store.pop(key, None)
             else:
-                store[key] = value
+                store[key] = compact(value)
 
     def forget(self, partition: int, keys: Iterable[str]) -> None:
         """Drop a revoked partition's keys from the local memory store (not from the
