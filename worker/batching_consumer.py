@@ -117,6 +117,7 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
     _pending_fetches: int = 0      # handed to the batch loop, not yet reported done
     _fetches_drained: asyncio.Event     # set whenever none is pending (``hand_over``)
     _done_offsets: dict                 # batch topics: tp -> offset to commit
+    _stranded: dict                     # tp -> first offset fetched but not delivered
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -141,6 +142,7 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         self.after_seek = after_seek
         self.transactional_topics = frozenset(transactional_topics)
         self._done_offsets = {}
+        self._stranded = {}
         self._fetches_drained = asyncio.Event()
 
     # -- acknowledgement per fetch (instead of Faust's per message) -----------------
@@ -188,6 +190,8 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         # kept through the revocation (its commit may still send them), dropped now
         self._done_offsets = {tp: offset for tp, offset in self._done_offsets.items()
                               if tp in assigned}
+        self._stranded = {tp: offset for tp, offset in self._stranded.items()
+                          if tp in assigned}
         await super().on_partitions_assigned(assigned, generation_id)
 
     @property
@@ -214,24 +218,61 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         return committed
 
     async def seek_uncommitted(self, committed: dict) -> None:
-        """aiokafka's ``seek_to_committed`` moves only partitions committed above offset
-        0; the others stay wherever the fetcher got to. Faust relies on that seek (after
-        every rebalance) to read again the records it fetched but did not deliver, so on
-        a partition never committed they were lost until the partition changed hands: a
-        settings partition holding only two bad records (never committed, since their
-        dead letters were never published) went unread for minutes that way. So input
-        partitions (not changelogs) committed at 0 are sought to 0, and those never
-        committed to the beginning, as ``consumer_auto_offset_reset="earliest"`` would."""
-        never = []
+        """After the seek to the committed offsets (``committed``: what it found).
+
+        Faust drops fetched records it cannot deliver as a rebalance begins, and counts
+        on this seek to read them again. aiokafka's ``seek_to_committed`` only moves
+        partitions committed above offset 0, so on a partition never committed they
+        were lost until it changed hands: a settings partition holding only two bad
+        records (never committed, since their dead letters were never published) went
+        unread for minutes that way. So such a partition is sought back to the first
+        record dropped on it (``_stranded``). Not to the beginning: in exactly-once mode
+        "no committed offset" may only mean that the transaction committing it is still
+        being completed, and reading from the beginning published a settings dead
+        letter twice."""
+        stranded, self._stranded = self._stranded, {}
         for tp, offset in committed.items():
-            if offset or self._is_changelog_tp(tp):
-                continue
-            if offset == 0:
-                await self.seek(tp, 0)
-            else:
-                never.append(tp)
-        if never:
-            await self._thread.seek_to_beginning(*never)
+            first = stranded.get(tp)
+            if first is not None and not offset and not self._is_changelog_tp(tp):
+                await self._seek_back(tp, first, "as a rebalance began")
+
+    async def seek_back_stranded(self, generation: int) -> None:
+        """Records were fetched for partitions that were paused by the time the fetch came
+        back, so they were not delivered (as in Faust's ``getmany``), but the consumer's
+        position has moved past them. Faust reads them again only if a seek follows, and
+        one follows a rebalance, not a pause. So seek each such partition back to its
+        first undelivered record now, unless a rebalance began (its seek does it)."""
+        for tp, first in list(self._stranded.items()):
+            if self.app.consumer_generation_id != generation:
+                return
+            if await self._seek_back(tp, first, "while the partition was paused"):
+                del self._stranded[tp]
+
+    def _strand(self, tp, offset: int) -> None:
+        first = self._stranded.get(tp)
+        if first is None or offset < first:
+            self._stranded[tp] = offset
+
+    async def _seek_back(self, tp, first: int, when: str) -> bool:
+        """Seek ``tp`` back to ``first``, never forward: not if a seek since moved it there
+        or before. True when there is nothing left to do."""
+        r_offset = self._read_offset.get(tp)
+        if r_offset is not None and first < r_offset:
+            return True                    # read before a seek: Faust drops these too
+        position = self._thread.position_now(tp)
+        if position is None:
+            return False                   # being reset: look again later
+        if position <= first:
+            return True
+        try:
+            await self.seek(tp, first)
+        except Exception as exc:           # revoked meanwhile: the rebalance seeks it
+            self.log.info("seek back of %s to %d not done: %r", tp, first, exc)
+            return True
+        self.stranded_seeks += 1
+        self.log.warning("%s: records from offset %d were fetched %s and not delivered; "
+                         "reading again from there", tp, first, when)
+        return True
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
@@ -266,35 +307,6 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         self._last_restored[tp] = wake
         await self.wait_first(self.callback(wake), self.suspend_flow.wait())
         return True
-
-    async def seek_back_stranded(self, stranded: dict, generation: int) -> None:
-        """Records were fetched for partitions that were paused by the time the fetch came
-        back, so they were not delivered (as in Faust's ``getmany``), but the consumer's
-        position has moved past them. Faust reads them again only if a seek follows, and
-        one follows a rebalance, not a pause: a settings partition was seen left unread
-        for minutes that way. So seek each such partition back to its first undelivered
-        record, unless a seek already moved it there or before (never forward), or a
-        rebalance began (Faust seeks every partition after it)."""
-        position_now = self._thread.position_now
-        read_offset = self._read_offset
-        for tp, first in stranded.items():
-            if self.app.consumer_generation_id != generation:
-                return
-            r_offset = read_offset.get(tp)
-            if r_offset is not None and first < r_offset:
-                continue                   # read before a seek: Faust drops these too
-            position = position_now(tp)
-            if position is None or position <= first:
-                continue                   # not past them (a seek moved it back already)
-            try:
-                await self.seek(tp, first)
-            except Exception as exc:       # revoked meanwhile: the rebalance seeks it
-                self.log.info("seek back of %s to %d not done: %r", tp, first, exc)
-                continue
-            self.stranded_seeks += 1
-            self.log.warning("%s: records from offset %d were fetched while the partition "
-                             "was paused and not delivered; reading again from there",
-                             tp, first)
 
     async def _skip_markers(self, recovery) -> None:
         """read_committed only. A transaction's commit marker (and every record of an
@@ -355,6 +367,8 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                     continue
                 if not self.flow_active:
                     # as Faust's getmany: fetched while stopped, read again after a seek
+                    for tp, tp_records in records.items():
+                        self._strand(tp, tp_records[0].offset)
                     try:
                         await self.perform_seek()
                     except Exception as exc:
@@ -363,15 +377,18 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                 batch: list = []
                 ends: dict = {}
                 complete = True                # every fetched record was handled
-                stranded: dict = {}            # tp -> first record fetched, not delivered
+                paused = False                 # records of a paused partition dropped
                 for tp, tp_records in records.items():
                     if not (active is None or tp in active or tp in self._buffered_partitions):
                         complete = False
-                        stranded[tp] = tp_records[0].offset
+                        paused = True
+                        self._strand(tp, tp_records[0].offset)
                         continue
                     if app.consumer_generation_id != generation or not self.flow_active:
+                        # a rebalance began: the seek after it reads these again
                         complete = False
-                        break                  # a rebalance began: Faust seeks afterwards
+                        self._strand(tp, tp_records[0].offset)
+                        continue
                     app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                     fast = tp.topic in batch_topics
                     acking = acks_enabled_for(tp.topic)
@@ -404,11 +421,16 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
                         if commit_every is not None and self._n_acked >= commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        await self.wait_first(callback(to_message(tp, record)),
-                                              self.suspend_flow.wait())
+                        delivery = callback(to_message(tp, record))
+                        waited = await self.wait_first(delivery, self.suspend_flow.wait())
+                        if delivery not in waited.done:
+                            # a rebalance began first: not delivered
+                            complete = False
+                            self._strand(tp, offset)
+                            break
                         read_offset[tp] = offset
-                if stranded:
-                    await self.seek_back_stranded(stranded, generation)
+                if paused:
+                    await self.seek_back_stranded(generation)
                 if batch:
                     await flush(Fetch(generation, batch, ends))
                 if complete and self.read_committed and recovery.in_recovery:

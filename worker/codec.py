@@ -184,7 +184,7 @@ def decode_event(key: bytes | None, value: bytes | None, now_ms: int,
         if intent is not None:
             if type(intent) is not str:
                 return Reject(BAD_FIELD, "intent must be a string or null")
-            ev.intent = intent
+            ev.intent = _intern(intent)   # kept by the session: one copy per intent name
         if etype == "user_message":
             input_valid = obj.get("input_valid", True)
             if type(input_valid) is not bool:

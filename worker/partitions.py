@@ -62,21 +62,24 @@ class PartitionRegistry:
         self.assigned = set(assigned)
         dropped = set(self.parts) - self.assigned
         for partition in dropped:
-            part = self.parts.pop(partition)
+            self.parts.pop(partition)
             self.written_clock.pop(partition, None)
             self.next_offset.pop(partition, None)
-            self.table.forget(partition, list(part.states))
         if dropped:
             log.info("dropped partitions %s (revoked)", sorted(dropped))
         return dropped
 
     def rebuild(self, assigned: set[int]) -> set[int]:
-        """Load every assigned partition we do not hold yet; returns the loaded ones."""
+        """Load every assigned partition we do not hold yet; returns the loaded ones.
+        The memory store is emptied afterwards (``StateTable.loaded``): the core holds
+        every assigned partition now."""
         self.retain(assigned)
         missing = self.assigned - set(self.parts)
         if not missing:
+            self.table.loaded()
             return missing
         contents = self.table.read(missing)
+        self.table.loaded()
         for partition in sorted(missing):
             part = PartitionSessions(self.cfg, self.book)
             found = contents[partition]

@@ -13,9 +13,15 @@ Why the partition is in the value: Faust's memory store is one dict for all part
 after a rebalance the value is the only reliable way to tell which input partition a key
 belongs to when the deadline index of a newly assigned partition is rebuilt.
 
-Writes reach the local store only after Kafka has them (``settle``): in exactly-once
-mode a crash before the transaction's commit must leave no trace, and RocksDB's files
-outlive the process.
+Writes reach RocksDB only after Kafka has them (``settle``): in exactly-once mode a
+crash before the transaction's commit must leave no trace, and RocksDB's files outlive
+the process. The memory store is only a staging area for recovery: Faust reads the
+changelog into it, the worker loads its newly assigned partitions from it into the
+core (``read``), and then it is emptied (``loaded``); live writes go to the changelog
+only. A second copy of every key's state in the process (one bytes value, its key and
+Faust's key-to-partition entry, ~0.45 KB per key) would hold nothing the core and the
+changelog do not: a partition kept across a rebalance stays in the core, and one
+assigned anew is read from its changelog again.
 
 Why writes do not go through ``table[key] = value``: Faust takes the changelog partition
 (and RocksDB's per-partition database) from ``current_event()``, a context variable that
@@ -31,8 +37,6 @@ a restart only reads the changelog tail beyond what the local files already hold
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 import orjson
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
@@ -41,18 +45,6 @@ from .domain.state import KeyState, from_wire, to_wire
 from .publisher import Outbox, Sent
 
 CLOCK_PREFIX = b"#clock/"
-
-
-def compact(value: bytes) -> bytes:
-    """A right-sized copy of an ``orjson.dumps`` result, for values kept for long.
-
-    orjson writes into a buffer of a few KiB and shrinks it in place when done; the
-    allocator keeps the tail it gave back as a hole that the next (as large) buffer does
-    not fit in. Kept for long, every such value holds about 4.2 KB of RSS whatever its
-    length (measured: 200,000 values of 173 bytes, 4,197 B of RSS each; copied, 313 B).
-    Faust's memory store keeps one per key, which made most of the worker's ~5.4 KB of
-    RSS per open session."""
-    return bytes(memoryview(value))
 
 
 def clock_key(partition: int) -> bytes:
@@ -90,58 +82,55 @@ class StateTable:
         local store takes them in ``settle``, once they are delivered. Returns the
         number of records staged."""
         topic = self.changelog_topic
-        pending = self._pending
+        stage = outbox.stage
+        keep = self._pending.append if self._rocksdb else None
         n = 0
         for key, st in dirty.items():
             value = None if st is None else orjson.dumps([partition, to_wire(st)])
             raw_key = key.encode()
-            outbox.stage(topic, partition, raw_key, value)
-            pending.append((partition, raw_key, value))
+            stage(topic, partition, raw_key, value)
+            if keep is not None:
+                keep((partition, raw_key, value))
             n += 1
         if clock is not None:
             value = orjson.dumps([partition, clock])
-            outbox.stage(topic, partition, clock_key(partition), value)
-            pending.append((partition, clock_key(partition), value))
+            stage(topic, partition, clock_key(partition), value)
+            if keep is not None:
+                keep((partition, clock_key(partition), value))
             n += 1
         return n
 
     def settle(self, sent: list[Sent]) -> None:
-        """After delivery (or the transaction's commit): write the staged records to the
-        local store, and remember in RocksDB how far the changelog is covered. The local
-        files thus never hold state that Kafka does not (a kill -9 between the two
-        leaves them behind the changelog, which a restart reads on from there)."""
+        """After delivery (or the transaction's commit): RocksDB takes the staged records
+        and remembers how far the changelog is covered. Its files thus never hold state
+        that Kafka does not (a kill -9 between the two leaves them behind the changelog,
+        which a restart reads on from there). The memory store takes nothing (module
+        docstring)."""
+        if not self._rocksdb:
+            return
         pending, self._pending = self._pending, []
         store = self.table.data
-        if self._rocksdb:
-            for partition, key, value in pending:
-                db = store._db_for_partition(partition)
-                if value is None:
-                    db.delete(key)
-                else:
-                    db.put(key, value)
-                    store._key_index[key] = partition
-            topic = self.changelog_topic
-            for s in sent:
-                if s.topic == topic:
-                    store.set_persisted_offset(TP(topic, s.partition), s.last_offset())
-            return
-        for _, key, value in pending:
+        for partition, key, value in pending:
+            db = store._db_for_partition(partition)
             if value is None:
-                store.pop(key, None)
+                db.delete(key)
             else:
-                store[key] = compact(value)
+                db.put(key, value)
+                store._key_index[key] = partition
+        topic = self.changelog_topic
+        for s in sent:
+            if s.topic == topic:
+                store.set_persisted_offset(TP(topic, s.partition), s.last_offset())
 
-    def forget(self, partition: int, keys: Iterable[str]) -> None:
-        """Drop a revoked partition's keys from the local memory store (not from the
-        changelog). Otherwise stale copies would linger in the shared dict and could
-        resurface if the partition came back after its tombstones were compacted away.
-        RocksDB keeps one database per partition and closes it on revocation itself."""
+    def loaded(self) -> None:
+        """The registry loaded its newly assigned partitions (``read``): empty the memory
+        store, values and Faust's key-to-partition index alike. RocksDB keeps its files
+        (warm restarts read them)."""
         if self._rocksdb:
             return
         store = self.table.data
-        for key in keys:
-            store.pop(key.encode(), None)
-        store.pop(clock_key(partition), None)
+        store.data.clear()
+        store._key_partition.clear()
 
     # -- recovery ----------------------------------------------------------------------
     def read(self, partitions: set[int]) -> dict[int, PartitionContents]:

@@ -18,7 +18,7 @@ SETTINGS_7 = TP("session-settings", 7)
 
 
 class FakeConsumer:
-    """The attributes of Faust's consumer that ``seek_back_stranded`` uses."""
+    """The attributes of Faust's consumer that the seeks back use."""
 
     def __init__(self, position: int | None, read_offset: int | None = None,
                  generation: int = 3, fail: bool = False) -> None:
@@ -26,6 +26,7 @@ class FakeConsumer:
         self.positions = {SETTINGS_7: position}
         self._thread = SimpleNamespace(position_now=self.positions.get)
         self._read_offset = {SETTINGS_7: read_offset} if read_offset is not None else {}
+        self._stranded: dict = {}
         self.sought: list[tuple[TP, int]] = []
         self.stranded_seeks = 0
         self.fail = fail
@@ -37,9 +38,17 @@ class FakeConsumer:
         self.sought.append((tp, offset))
         self.positions[tp] = offset
 
+    def _is_changelog_tp(self, tp) -> bool:
+        return tp.topic.endswith("-changelog")
+
+    _strand = BatchingConsumer._strand
+    _seek_back = BatchingConsumer._seek_back
+
 
 def seek_back(consumer, stranded, generation: int = 3) -> None:
-    asyncio.run(BatchingConsumer.seek_back_stranded(consumer, stranded, generation))
+    for tp, offset in stranded.items():
+        consumer._strand(tp, offset)
+    asyncio.run(BatchingConsumer.seek_back_stranded(consumer, generation))
 
 
 def test_records_fetched_while_paused_are_read_again_from_the_first_of_them_R19():
@@ -47,7 +56,7 @@ def test_records_fetched_while_paused_are_read_again_from_the_first_of_them_R19(
     seek_back(consumer, {SETTINGS_7: 10})
     assert consumer.sought == [(SETTINGS_7, 10)]
     assert consumer.positions[SETTINGS_7] == 10
-    assert consumer.stranded_seeks == 1
+    assert consumer.stranded_seeks == 1 and consumer._stranded == {}
 
 
 def test_a_partition_never_read_before_is_sought_back_too_R19():
@@ -71,16 +80,16 @@ def test_records_read_before_a_seek_are_not_stranded():
     assert consumer.sought == []
 
 
-def test_an_unknown_position_is_left_to_the_consumer():
+def test_an_unknown_position_is_looked_at_again_later():
     consumer = FakeConsumer(position=None)
     seek_back(consumer, {SETTINGS_7: 10})
-    assert consumer.sought == []
+    assert consumer.sought == [] and consumer._stranded == {SETTINGS_7: 10}
 
 
-def test_nothing_is_sought_once_a_rebalance_began():
-    consumer = FakeConsumer(position=12, generation=4)      # Faust seeks after the rebalance
+def test_nothing_is_sought_once_a_rebalance_began_the_seek_after_it_does():
+    consumer = FakeConsumer(position=12, generation=4)
     seek_back(consumer, {SETTINGS_7: 10}, generation=3)
-    assert consumer.sought == []
+    assert consumer.sought == [] and consumer._stranded == {SETTINGS_7: 10}
 
 
 def test_a_failed_seek_of_a_revoked_partition_does_not_stop_the_fetch_loop():
@@ -90,32 +99,21 @@ def test_a_failed_seek_of_a_revoked_partition_does_not_stop_the_fetch_loop():
 
 
 # -- after a rebalance: partitions never committed ------------------------------------------
-class SeekingConsumer:
-    """What ``seek_uncommitted`` uses: Faust's seek, the thread's seek_to_beginning and
-    the changelog test."""
-
-    def __init__(self) -> None:
-        self.sought: list[tuple[TP, int]] = []
-        self.to_beginning: list[TP] = []
-        self._thread = SimpleNamespace(seek_to_beginning=self._to_beginning)
-
-    async def _to_beginning(self, *tps) -> None:
-        self.to_beginning.extend(tps)
-
-    async def seek(self, tp, offset) -> None:
-        self.sought.append((tp, offset))
-
-    def _is_changelog_tp(self, tp) -> bool:
-        return tp.topic.endswith("-changelog")
-
-
-def test_after_a_rebalance_a_never_committed_input_partition_is_read_from_the_beginning_R19():
-    """aiokafka's seek_to_committed leaves such a partition where the fetcher got to, so
-    records fetched there and dropped during the rebalance were never read again."""
-    consumer = SeekingConsumer()
-    events_3, changelog_3 = TP("conversation-events", 3), TP("app-sessions-changelog", 3)
-    committed = {SETTINGS_7: None, events_3: 0, TP("conversation-events", 4): 120,
-                 changelog_3: None}
+def test_after_a_rebalance_a_never_committed_partition_is_sought_back_to_what_was_dropped_R19():
+    """aiokafka's seek_to_committed leaves a partition without a committed offset (or
+    committed at 0) where the fetcher got to: records dropped as the rebalance began
+    were never read again. Only dropped records are read again, not the whole
+    partition (an exactly-once offset commit may still be completing)."""
+    consumer = FakeConsumer(position=12)
+    events_3 = TP("conversation-events", 3)
+    events_4 = TP("conversation-events", 4)
+    changelog_3 = TP("app-sessions-changelog", 3)
+    consumer.positions.update({events_3: 50, events_4: 130, changelog_3: 9})
+    for tp, first in ((SETTINGS_7, 10), (events_3, 40), (events_4, 125), (changelog_3, 5)):
+        consumer._strand(tp, first)
+    consumer._strand(SETTINGS_7, 11)                 # the first dropped record counts
+    committed = {SETTINGS_7: None, events_3: 0, events_4: 120, changelog_3: None,
+                 TP("session-settings", 2): None}  # nothing dropped there: left alone
     asyncio.run(BatchingConsumer.seek_uncommitted(consumer, committed))
-    assert consumer.to_beginning == [SETTINGS_7]
-    assert consumer.sought == [(events_3, 0)]          # committed at 0: aiokafka skips it too
+    assert consumer.sought == [(SETTINGS_7, 10), (events_3, 40)]
+    assert consumer._stranded == {}                   # aiokafka sought the committed ones
