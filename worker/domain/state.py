@@ -12,8 +12,40 @@ from typing import Any, Final
 WIRE_VERSION: Final = 1
 
 
+class Extras:
+    """What few keys carry: the dialog context, tags and sentiment of the open session,
+    variables and authorized profiles. Kept apart so that a key without any of them
+    costs one pointer, not six (``KeyState.more``; at 1M open sessions, ~48 MB)."""
+
+    __slots__ = ("dialog", "tags", "hist", "sentiment", "vars", "auth")
+
+    dialog: dict[str, Any] | None
+    tags: list[str] | None
+    hist: list[list[str]] | None
+    sentiment: dict[str, Any] | None
+    vars: dict[str, list[Any]] | None
+    auth: list[str] | None
+
+    def __init__(self) -> None:
+        self.dialog = None
+        self.tags = None
+        self.hist = None
+        self.sentiment = None
+        self.vars = None
+        self.auth = None
+
+    def is_empty(self) -> bool:
+        return (self.dialog is None and self.tags is None and self.hist is None
+                and self.sentiment is None and self.vars is None and self.auth is None)
+
+
 class KeyState:
-    """``sid is None`` means no session is open; the session fields are then unused."""
+    """``sid is None`` means no session is open; the session fields are then unused.
+
+    ``dialog``, ``tags``, ``hist``, ``sentiment``, ``vars`` (name -> [value, expires_at |
+    None, auth_profile | None]) and ``auth`` (authorized profile names, oldest first)
+    are properties over ``more`` (``Extras``), which exists only while one of them is
+    set."""
 
     __slots__ = (
         "app",            # app_id (interned by the codec)
@@ -22,9 +54,8 @@ class KeyState:
         "interactive", "developer",
         "open_channel", "user_channel",
         "user_events", "agent_events",
-        "intent", "dialog", "tags", "hist", "sentiment",
-        "vars",           # name -> [value, expires_at | None, auth_profile | None]
-        "auth",           # authorized profile names, oldest first
+        "intent",
+        "more",           # Extras, or None
         "seen",           # concatenated event-id digests (R21)
         "closed_at",      # time of the last close, 0 if none
         "last_ts",        # greatest ts of any event applied to the key
@@ -41,12 +72,7 @@ class KeyState:
     user_events: int
     agent_events: int
     intent: str | None
-    dialog: dict[str, Any] | None
-    tags: list[str] | None
-    hist: list[list[str]] | None
-    sentiment: dict[str, Any] | None
-    vars: dict[str, list[Any]] | None
-    auth: list[str] | None
+    more: Extras | None
     seen: bytes
     closed_at: int
     last_ts: int
@@ -63,23 +89,115 @@ class KeyState:
         self.user_events = 0
         self.agent_events = 0
         self.intent = None
-        self.dialog = None
-        self.tags = None
-        self.hist = None
-        self.sentiment = None
-        self.vars = None
-        self.auth = None
+        self.more = None
         self.seen = b""
         self.closed_at = 0
         self.last_ts = 0
 
+    @property
+    def dialog(self) -> dict[str, Any] | None:
+        more = self.more
+        return more.dialog if more is not None else None
+
+    @dialog.setter
+    def dialog(self, value: dict[str, Any] | None) -> None:
+        more = self.more
+        if more is None:
+            if value is None:
+                return
+            more = self.more = Extras()
+        more.dialog = value
+        if value is None and more.is_empty():
+            self.more = None
+
+    @property
+    def tags(self) -> list[str] | None:
+        more = self.more
+        return more.tags if more is not None else None
+
+    @tags.setter
+    def tags(self, value: list[str] | None) -> None:
+        more = self.more
+        if more is None:
+            if value is None:
+                return
+            more = self.more = Extras()
+        more.tags = value
+        if value is None and more.is_empty():
+            self.more = None
+
+    @property
+    def hist(self) -> list[list[str]] | None:
+        more = self.more
+        return more.hist if more is not None else None
+
+    @hist.setter
+    def hist(self, value: list[list[str]] | None) -> None:
+        more = self.more
+        if more is None:
+            if value is None:
+                return
+            more = self.more = Extras()
+        more.hist = value
+        if value is None and more.is_empty():
+            self.more = None
+
+    @property
+    def sentiment(self) -> dict[str, Any] | None:
+        more = self.more
+        return more.sentiment if more is not None else None
+
+    @sentiment.setter
+    def sentiment(self, value: dict[str, Any] | None) -> None:
+        more = self.more
+        if more is None:
+            if value is None:
+                return
+            more = self.more = Extras()
+        more.sentiment = value
+        if value is None and more.is_empty():
+            self.more = None
+
+    @property
+    def vars(self) -> dict[str, list[Any]] | None:
+        more = self.more
+        return more.vars if more is not None else None
+
+    @vars.setter
+    def vars(self, value: dict[str, list[Any]] | None) -> None:
+        more = self.more
+        if more is None:
+            if value is None:
+                return
+            more = self.more = Extras()
+        more.vars = value
+        if value is None and more.is_empty():
+            self.more = None
+
+    @property
+    def auth(self) -> list[str] | None:
+        more = self.more
+        return more.auth if more is not None else None
+
+    @auth.setter
+    def auth(self, value: list[str] | None) -> None:
+        more = self.more
+        if more is None:
+            if value is None:
+                return
+            more = self.more = Extras()
+        more.auth = value
+        if value is None and more.is_empty():
+            self.more = None
+
     def clear_session_context(self) -> None:
         """Dialog context, intent, tags and sentiment (R11, R12, R15)."""
         self.intent = None
-        self.dialog = None
-        self.tags = None
-        self.hist = None
-        self.sentiment = None
+        more = self.more
+        if more is not None:
+            more.dialog = more.tags = more.hist = more.sentiment = None
+            if more.vars is None and more.auth is None:
+                self.more = None
 
     def is_empty(self) -> bool:
         return self.sid is None and not self.vars and not self.auth and not self.seen
