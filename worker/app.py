@@ -165,10 +165,10 @@ class Worker:
             if tp not in assigned:
                 continue
             committed = consumer._committed_offset.get(tp)
-            # never committed (or at 0): read from the beginning
-            # (BatchingConsumer.seek_uncommitted), records the state has are skipped and
-            # their offsets committed as they go; seeking straight to ``nxt`` would leave
-            # a partition with nothing newer uncommitted (lag shown forever)
+            # never committed (or at 0): left where the consumer is (the beginning for a
+            # new assignment); records the state has are skipped and their offsets
+            # committed as they go. Seeking straight to ``nxt`` was tried: a partition
+            # with nothing newer then stayed uncommitted (its lag shown as the whole log)
             if committed is not None and committed > nxt:
                 self.processor.counts["seeks_back_to_state"] += 1
                 log.warning("events partition %d: committed offset %d is ahead of the "
