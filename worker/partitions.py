@@ -75,10 +75,7 @@ class PartitionRegistry:
         every assigned partition now."""
         self.retain(assigned)
         missing = self.assigned - set(self.parts)
-        if not missing:
-            self.table.loaded()
-            return missing
-        contents = self.table.read(missing)
+        contents = self.table.read(missing) if missing else {}
         self.table.loaded()
         for partition in sorted(missing):
             part = PartitionSessions(self.cfg, self.book)

@@ -78,9 +78,9 @@ class StateTable:
     def write(self, outbox: Outbox, partition: int, dirty: dict[str, KeyState | None],
               clock: list[int] | None) -> int:
         """Stage the keys that changed in one batch (coalesced: one record per key)
-        and, when given, the partition clock, as changelog records in the outbox; the
-        local store takes them in ``settle``, once they are delivered. Returns the
-        number of records staged."""
+        and, when given, the partition clock, as changelog records in the outbox; RocksDB
+        takes them in ``settle``, once they are delivered (the memory store never).
+        Returns the number of records staged."""
         topic = self.changelog_topic
         stage = outbox.stage
         keep = self._pending.append if self._rocksdb else None
