@@ -14,7 +14,7 @@ DOMAIN = Path(__file__).resolve().parents[2] / "worker" / "domain"
 
 FORBIDDEN_MODULES = {"faust", "aiokafka", "orjson", "prometheus_client", "time", "datetime",
                      "random", "os", "asyncio", "socket", "threading", "secrets", "subprocess",
-                     "mode", "rocksdict"}
+                     "mode", "rocksdict", "msgspec"}
 # attribute calls that read a clock or a random source, whatever the receiver is called
 CLOCK_ATTRS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns",
                "process_time", "process_time_ns", "clock_gettime", "clock_gettime_ns", "now",

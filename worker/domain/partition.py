@@ -29,7 +29,7 @@ class PartitionSessions:
         self.lateness_ms = cfg.lateness_ms
         self.book = book
         self.states: dict[str, KeyState] = {}
-        self.index = DeadlineIndex()
+        self.index = DeadlineIndex(self.states)
         self.stream_time = NO_TIME   # greatest ts of a valid event consumed (R10)
         self.watermark = NO_TIME     # never moves backwards
         self.dirty: set[str] = set()
@@ -81,7 +81,7 @@ class PartitionSessions:
             self.states[key] = st
             due = rules.next_due(st, s, cfg)
         self.dirty.add(key)
-        self.index.set(key, due)
+        self.index.set(st, key, due)
         if due is not None and due <= self.watermark:
             self._fire(outs)     # a late event whose session is already due
         return outs
@@ -113,10 +113,10 @@ class PartitionSessions:
         if old is not None and old.sid is not None:
             self.open_sessions -= 1
         if st is None:
-            self.states.pop(key, None)
-            self.index.set(key, None)
+            self.states.pop(key, None)       # its heap entries go stale
         else:
             self.states[key] = st
+            st.due = 0                       # not indexed here yet, whatever it was
             self._reindex(key, st)
             if st.sid is not None:
                 self.open_sessions += 1
@@ -139,7 +139,7 @@ class PartitionSessions:
 
     # -- clock -------------------------------------------------------------------------
     def _reindex(self, key: str, st: KeyState) -> None:
-        self.index.set(key, rules.next_due(st, self.book.get(st.app), self.cfg))
+        self.index.set(st, key, rules.next_due(st, self.book.get(st.app), self.cfg))
 
     def _fire(self, outs: list[Output]) -> None:
         wm = self.watermark
@@ -148,7 +148,6 @@ class PartitionSessions:
             kept = rules.on_due(st, key, self.book.get(st.app), self.cfg, wm, self.stats, outs)
             self.dirty.add(key)
             if kept is None:
-                del self.states[key]
-                self.index.set(key, None)
+                del self.states[key]         # its heap entries go stale
             else:
                 self._reindex(key, kept)

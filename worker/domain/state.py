@@ -59,6 +59,7 @@ class KeyState:
         "seen",           # concatenated event-id digests (R21)
         "closed_at",      # time of the last close, 0 if none
         "last_ts",        # greatest ts of any event applied to the key
+        "due",            # next time the clock must visit the key, 0 if none (DeadlineIndex)
     )
 
     app: str
@@ -76,6 +77,7 @@ class KeyState:
     seen: bytes
     closed_at: int
     last_ts: int
+    due: int
 
     def __init__(self, app: str) -> None:
         self.app = app
@@ -93,6 +95,7 @@ class KeyState:
         self.seen = b""
         self.closed_at = 0
         self.last_ts = 0
+        self.due = 0
 
     @property
     def dialog(self) -> dict[str, Any] | None:
