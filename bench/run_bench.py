@@ -572,6 +572,19 @@ async def bench_latency(ctx: Ctx, http, offs, rates: list[tuple[str, float]]) ->
 
 
 # -- state: memory, close lateness, cold recovery (W) -----------------------------------------
+def rss_slope(points: list[tuple[int, int]]) -> float | None:
+    """Least-squares slope of RSS (bytes) against open sessions; None without spread."""
+    n = len(points)
+    if n < 2:
+        return None
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
 async def read_closed(ctx: Ctx, topic: str, start: dict, until: float) -> list:
     consumer = AIOKafkaConsumer(bootstrap_servers=ctx.bootstrap, group_id=None,
                                 enable_auto_commit=False, fetch_max_wait_ms=100)
@@ -730,13 +743,15 @@ async def bench_state(ctx: Ctx, http, offs) -> dict:
         t_base = time.time()
         records = load.state_records(n_open, int(t_base * 1000),
                                      a.state_inactivity_min * 60_000, margin_ms)
-        # Two steps (first half, then second half of the users): the RSS slope between
-        # them is the marginal cost of a session, free of fixed costs (buffers, imports).
-        half = n_open // 2
+        # Four steps (a quarter of the users each): the least-squares slope of RSS against
+        # open sessions over the four readings is the marginal cost of a session, free of
+        # fixed costs (buffers, imports). (Two readings made a noisy slope: 498 B and
+        # 664 B in two runs whose total RSS said the opposite.)
+        cuts = [n_open * k // 4 for k in range(5)]
         progress = await pick_w_progress(http, offs, port, env["WORKER_APP_ID"],
                                          env["TOPIC_EVENTS"], proc, timeout=5)
         steps = []
-        for upto, chunk in ((half, records[:half]), (n_open, records[half:])):
+        for upto, chunk in ((cuts[k + 1], records[cuts[k]:cuts[k + 1]]) for k in range(4)):
             load_stats = await load.produce(env["TOPIC_EVENTS"], chunk, ctx.parts, ctx.bootstrap)
             got = await watch(progress, upto + 1, a.drain_timeout, proc, http, offs)  # + probe
             if not got["complete"]:
@@ -759,10 +774,9 @@ async def bench_state(ctx: Ctx, http, offs) -> dict:
         if n_now > 0 and rss0 and rss1:
             res["bytes_per_open_session_delta"] = round((rss1 - rss0) / n_now)
             res["rss_total_per_open_session"] = round(rss1 / n_now)
-            d_open = steps[1]["open"] - steps[0]["open"]
-            if d_open > 0:
-                res["bytes_per_open_session"] = round(
-                    (steps[1]["rss_bytes"] - steps[0]["rss_bytes"]) / d_open)
+            slope = rss_slope([(st["open"], st["rss_bytes"]) for st in steps])
+            if slope is not None:
+                res["bytes_per_open_session"] = round(slope)
         # close lateness: closes whose deadline falls in the window, emitted while caught
         # up; the first deadlines are at t_base + margin (+ allowed lateness)
         w0 = max(caught_up + a.state_settle_s, t_base + a.state_margin_s + lateness_ms / 1000 + 1)
@@ -899,7 +913,7 @@ def build_table(res: dict) -> tuple[str, list[dict]]:
     bps = st.get("bytes_per_open_session")
     row(f"RSS per open session ({st.get('store', 'memory://')}, {n_open:,} open)" if n_open
         else "RSS per open session",
-        f"{bps:,} B (RSS slope {st['steps'][0]['open']:,} → {n_open:,} open; "
+        f"{bps:,} B (RSS slope over {len(st['steps'])} readings, {st['steps'][0]['open']:,} → {n_open:,} open; "
         f"ΔRSS since idle / open: {st.get('bytes_per_open_session_delta', 0):,} B)"
         if bps is not None else "—",
         f"≤ {FLOORS['bytes_per_session']} B",

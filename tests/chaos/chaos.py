@@ -13,7 +13,11 @@ Steps (real broker, no mocks):
    earlier than replay does: a partition is only caught up once its whole log is read;
 2. W worker processes (same ``WORKER_APP_ID``) consume it; at random moments of the
    consumption (progress fractions of the group's committed offsets) a random worker is
-   SIGKILLed (K times) or SIGTERMed (T times) and restarted at once;
+   SIGKILLed (K times) or SIGTERMed (T times) and restarted at once; with
+   exactly-once, ``--in-txn-kills N`` also arms N random worker incarnations to SIGKILL
+   themselves inside an open transaction, after its records were sent and before its
+   commit (``FAULT_KILL_BEFORE_COMMIT``, at a random transaction 1..8): a random
+   moment of the harness rarely lands there, and that is the moment exactly-once is for;
 3. once the group has committed the end of every events partition and the outputs are
    quiet, the verifier reads the input topics back (to learn each record's partition and
    offset) and every output topic (``isolation_level=read_committed``), runs ``replay``
@@ -192,21 +196,33 @@ async def end_offsets(env: dict) -> dict[int, int]:
 
 
 # -- the run ----------------------------------------------------------------------------------
-def _check_alive(pool: list[WorkerProcess]) -> None:
-    for w in pool:
-        if w.proc.poll() is not None:
+IN_TXN_KILL_LINE = "FAULT_KILL_BEFORE_COMMIT: killing this worker"
+
+
+def _check_alive(pool: list[WorkerProcess], reap=None) -> None:
+    """Raise if a worker exited, unless ``reap(i)`` restarted it (an armed in-transaction
+    kill) and returned True."""
+    for i, w in enumerate(pool):
+        if w.proc.poll() is not None and not (reap and reap(i)):
             raise AssertionError(f"worker exited with {w.proc.returncode}:\n{w.log()[-3000:]}")
 
 
-async def _wait_ready_async(worker: WorkerProcess, timeout_s: float = 90) -> None:
-    await asyncio.to_thread(worker.wait_ready, timeout_s)
+async def _wait_ready_async(pool: list[WorkerProcess], i: int, reap=None,
+                            timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while READY_LINE not in pool[i].log():
+        _check_alive(pool, reap)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker not ready in {timeout_s} s:\n{pool[i].log()[-4000:]}")
+        await asyncio.sleep(0.2)
 
 
 async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, terms: int = 1,
                     workers: int = 2, partitions: int = 8, seed: int = 1,
                     session_timeout: float = 6.0, log_dir: Path | None = None,
                     write: Path | None = RESULTS, say=print,
-                    guarantee: str = "at_least_once", max_poll_records: int = 0) -> dict:
+                    guarantee: str = "at_least_once", max_poll_records: int = 0,
+                    in_txn_kills: int = 0) -> dict:
     """``guarantee="exactly_once"``: the workers run PROCESSING_GUARANTEE=exactly_once,
     each worker slot with its own WORKER_INSTANCE_ID (so a restarted worker aborts the
     transaction its killed predecessor left open); the verifier reads read_committed
@@ -232,33 +248,54 @@ async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, te
         f"in {time.monotonic() - t0:.1f} s; logs in {log_dir}")
 
     incarnation = [0]
+    # incarnations armed to kill themselves inside a transaction (exactly-once only)
+    armed = set(rnd.sample(range(1, workers + kills + terms + 1),
+                           min(in_txn_kills, workers + kills + terms))
+                ) if guarantee == "exactly_once" else set()
+    fired: list[dict] = []
 
     def start(slot: int) -> WorkerProcess:
         incarnation[0] += 1
         slot_env = dict(env)
         if guarantee == "exactly_once":
             slot_env["WORKER_INSTANCE_ID"] = f"slot-{slot}"
+            if incarnation[0] in armed:
+                slot_env["FAULT_KILL_BEFORE_COMMIT"] = str(rnd.randint(1, 8))
         return WorkerProcess(slot_env, log_dir / f"worker-{incarnation[0]}.log").start()
+
+    def reap(i: int) -> bool:
+        """A worker that killed itself inside a transaction, as armed: restart it."""
+        w = pool[i]
+        if w.proc.returncode != -signal.SIGKILL or IN_TXN_KILL_LINE not in w.log():
+            return False
+        w.stop()
+        pool[i] = start(i)
+        fired.append({"fault": "kill_in_txn", "worker": i,
+                      "transaction": int(w.env["FAULT_KILL_BEFORE_COMMIT"]),
+                      "exit_code": w.proc.returncode,
+                      "at_s": round(time.monotonic() - t_consume, 1)})
+        say(f"  kill_in_txn worker {i} (before the commit of its transaction "
+            f"{w.env['FAULT_KILL_BEFORE_COMMIT']}, t={fired[-1]['at_s']} s); restarted")
+        return True
 
     pool = [start(i) for i in range(workers)]
     faults = ["kill"] * kills + ["term"] * terms
     rnd.shuffle(faults)
     # random moments of the consumption: progress fractions of the committed offsets
     moments = sorted(rnd.uniform(0.05, 0.75) for _ in faults)
-    fired: list[dict] = []
     admin = AIOKafkaAdminClient(bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"])
     await admin.start()
     t_consume = time.monotonic()
     try:
         for fault, moment in zip(faults, moments):
             while (done := await group_progress(admin, env, ends)) < moment * total:
-                _check_alive(pool)
+                _check_alive(pool, reap)
                 await asyncio.sleep(0.05)
             await asyncio.sleep(rnd.uniform(0.3, 1.5))
             if fault == "term":
                 # a worker that is still starting is SIGKILLed by tests, not SIGTERMed
                 i = rnd.randrange(len(pool))
-                await _wait_ready_async(pool[i])
+                await _wait_ready_async(pool, i, reap)
             else:
                 i = rnd.randrange(len(pool))
             victim = pool[i]
@@ -279,7 +316,7 @@ async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, te
         while await group_progress(admin, env, ends) < total:
             if time.monotonic() > deadline:
                 raise AssertionError("the group did not commit the whole log in 300 s")
-            _check_alive(pool)
+            _check_alive(pool, reap)
             await asyncio.sleep(0.2)
         consumed_s = time.monotonic() - t_consume
         say(f"group committed all {total} records in {consumed_s:.1f} s")
@@ -301,6 +338,8 @@ async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, te
                      "partitions": partitions, "kills": kills, "terms": terms, "seed": seed,
                      "session_timeout_s": session_timeout, "faults": fired,
                      "guarantee": guarantee, "max_poll_records": max_poll_records,
+                     "in_txn_kills_armed": len(armed),
+                     "in_txn_kills_fired": sum(f["fault"] == "kill_in_txn" for f in fired),
                      "aborted_output_records": in_log - len(actual),
                      "consume_s": round(consumed_s, 1),
                      "runtime_s": round(time.monotonic() - t0, 1),
@@ -328,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
                     default="at_least_once", help="PROCESSING_GUARANTEE of the workers")
     ap.add_argument("--max-poll-records", type=int, default=0,
                     help="cap the records per fetch of the workers (0: Faust's default)")
+    ap.add_argument("--in-txn-kills", type=int, default=0,
+                    help="exactly-once: worker incarnations armed to SIGKILL themselves "
+                         "inside an open transaction (FAULT_KILL_BEFORE_COMMIT)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--abuse", action="store_true",
                     help="offline: one key, --abuse-events events through PartitionSessions")
@@ -342,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                                    args.workers, args.partitions, args.seed,
                                    args.session_timeout, args.log_dir, args.out,
                                    guarantee=args.guarantee,
-                                   max_poll_records=args.max_poll_records))
+                                   max_poll_records=args.max_poll_records,
+                                   in_txn_kills=args.in_txn_kills))
     print(table(report))
     t = report["totals"]
     print(f"lost={t['lost']} duplicated={t['duplicated']} "
@@ -350,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
           f"mismatched={t['mismatched']} unexpected={t['unexpected']} "
           f"order_errors={t['order_errors']} runtime={report['run']['runtime_s']} s "
           f"guarantee={args.guarantee} "
-          f"aborted_output_records={report['run']['aborted_output_records']} -> {args.out}")
+          f"aborted_output_records={report['run']['aborted_output_records']} "
+          f"in_txn_kills={report['run']['in_txn_kills_fired']}/"
+          f"{report['run']['in_txn_kills_armed']} -> {args.out}")
     ok = (t["lost"] == 0 and t["mismatched"] == 0 and t["unexpected"] == 0
           and t["order_errors"] == 0 and t["all_duplicates_identical"]
           and (args.guarantee != "exactly_once" or t["duplicated"] == 0))
