@@ -143,6 +143,8 @@ class Worker:
 
     async def on_revoked(self, sender, revoked, **kwargs) -> None:
         self.recovered = False
+        if self.ws.exactly_once:
+            await self.publisher.transaction_done()
 
     async def on_assigned(self, sender, assigned, **kwargs) -> None:
         self.recovered = False
@@ -244,6 +246,8 @@ class Worker:
                 outbox = self.publisher.outbox()
                 outbox.dead_letter(decoded, msg.topic, msg.partition, msg.offset, msg.key,
                                    msg.value)
+                log.info("settings record %d/%d dead-lettered: %s", msg.partition, msg.offset,
+                         decoded.detail)
                 try:
                     if ws.exactly_once:  # the dead letter and the offset past it, together
                         await self.publisher.deliver_atomically(

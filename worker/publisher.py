@@ -190,6 +190,15 @@ class Publisher:
             raise DeliveryFailed(f"records not delivered: {err!r}") from err
         return sent
 
+    async def transaction_done(self) -> None:
+        """Returns once no transaction is in flight. A rebalance waits for it before it
+        lets partitions go: the next owner reads committed offsets and state when it
+        takes them over, and a transaction of this worker that commits after that read
+        would make the next owner apply the same records again (aiokafka has neither
+        KIP-447's stable offset fetch nor generation-fenced offset commits)."""
+        async with self._txn_lock:
+            pass
+
     async def deliver_atomically(self, outbox: Outbox, offsets: dict[tuple[str, int], int],
                                  group_id: str,
                                  timeout: float = DELIVERY_TIMEOUT_S) -> list[Sent]:

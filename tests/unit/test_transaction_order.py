@@ -72,3 +72,39 @@ def test_records_offsets_then_commit_when_every_batch_is_acknowledged():
     assert producer.calls == ["begin", "send outputs/0", "send changelog/0", "offsets",
                               "commit"]
     assert [(s.topic, s.count) for s in sent] == [("outputs", 1), ("changelog", 1)]
+
+
+class SlowCommitProducer(FakeTransactionalProducer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def commit_transaction(self) -> None:
+        await self.release.wait()
+        self.calls.append("commit")
+
+
+def test_a_rebalance_waits_for_the_transaction_in_flight_exactly_once():
+    """``transaction_done`` (awaited by the worker when partitions are revoked) returns
+    only after the transaction in flight committed: the next owner of a partition must
+    not read its committed offsets or state before then."""
+    async def scenario() -> list[str]:
+        producer = SlowCommitProducer()
+        pub = Publisher({"bootstrap_servers": "localhost:1"}, "unit", {}, transactional_id="t")
+        pub.txn_producer = producer
+        outbox = pub.outbox()
+        outbox.stage("dlq", 0, b"k", b"dead letter")
+        txn = asyncio.create_task(pub.deliver_atomically(outbox, {("settings", 3): 8}, "g"))
+        await asyncio.sleep(0.01)                    # the transaction awaits its commit
+        revoke = asyncio.create_task(pub.transaction_done())
+        await asyncio.sleep(0.01)
+        assert not revoke.done()
+        producer.calls.append("release")
+        producer.release.set()
+        await revoke
+        producer.calls.append("revoked")
+        await txn
+        return producer.calls
+
+    calls = asyncio.run(scenario())
+    assert calls.index("commit") < calls.index("revoked")
