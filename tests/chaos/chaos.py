@@ -15,9 +15,10 @@ Steps (real broker, no mocks):
    consumption (progress fractions of the group's committed offsets) a random worker is
    SIGKILLed (K times) or SIGTERMed (T times) and restarted at once; with
    exactly-once, ``--in-txn-kills N`` also arms the first N worker incarnations to
-   SIGKILL themselves inside an open transaction, after its records were sent and before its
-   commit (``FAULT_KILL_BEFORE_COMMIT``, at a random transaction 1..8): a random
-   moment of the harness rarely lands there, and that is the moment exactly-once is for;
+   SIGKILL themselves inside an open transaction, after its records were sent and
+   before its commit (``FAULT_KILL_BEFORE_COMMIT``, at a random transaction 1..8): a
+   random moment of the harness rarely lands there, and that is the moment
+   exactly-once is for;
 3. once the group has committed the end of every events partition and the outputs are
    quiet, the verifier reads the input topics back (to learn each record's partition and
    offset) and every output topic (``isolation_level=read_committed``), runs ``replay``
