@@ -200,6 +200,11 @@ async def end_offsets(env: dict) -> dict[int, int]:
 IN_TXN_KILL_LINE = "FAULT_KILL_BEFORE_COMMIT: killing this worker"
 
 
+def _killed_itself(worker: WorkerProcess) -> bool:
+    """The worker exited by the in-transaction kill it was armed with."""
+    return worker.proc.returncode == -signal.SIGKILL and IN_TXN_KILL_LINE in worker.log()
+
+
 def _check_alive(pool: list[WorkerProcess], reap=None) -> None:
     """Raise if a worker exited, unless ``reap(i)`` restarted it (an armed in-transaction
     kill) and returned True."""
@@ -267,7 +272,7 @@ async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, te
     def reap(i: int) -> bool:
         """A worker that killed itself inside a transaction, as armed: restart it."""
         w = pool[i]
-        if w.proc.returncode != -signal.SIGKILL or IN_TXN_KILL_LINE not in w.log():
+        if not _killed_itself(w):
             return False
         w.stop()
         pool[i] = start(i)
@@ -305,7 +310,7 @@ async def run_chaos(events: int = 20_000, users: int = 2_000, kills: int = 3, te
             sig = signal.SIGKILL if fault == "kill" else signal.SIGTERM
             code = await asyncio.to_thread(victim.stop, sig)
             pool[i] = start(i)
-            if code == -signal.SIGKILL and IN_TXN_KILL_LINE in victim.log():
+            if _killed_itself(victim):
                 fault = "kill_in_txn"          # the armed kill came first
             fired.append({"fault": fault, "worker": i, "committed": done,
                           "progress": round(done / total, 3), "victim_was_ready": ready,

@@ -80,3 +80,15 @@ def test_a_key_that_moved_on_is_not_popped_at_its_old_time_R6():
     assert index.pop_due(5_000) is None
     assert index.pop_due(9_499) is None
     assert index.pop_due(9_500) == "a" and a.due == 0
+
+
+def test_a_rebuild_while_the_clock_opens_buckets_loses_nothing_R6():
+    """Keys deleted leave their entries behind; re-entering a key that moved on can then
+    rebuild the index in the middle of opening the buckets the clock reached."""
+    gone = [f"app:gone{i}" for i in range(1_100)]
+    kept = [f"app:kept{i}" for i in range(10)]
+    steps = [("set", k, 2_001) for k in gone]
+    steps += [("set", k, 1_001) for k in kept] + [("set", k, 60_000) for k in kept]
+    steps += [("delete", k, None) for k in gone]
+    steps += [("tick", None, 2_500), ("tick", None, 60_000)]
+    run_against_model(steps)

@@ -106,8 +106,6 @@ class DeadlineIndex:
     def _open(self, watermark: int) -> None:
         """Every bucket that starts at or before ``watermark`` into the near heap."""
         secs = self._secs
-        if not secs or secs[0] * BUCKET_MS > watermark:
-            return
         states = self._states
         near = self._near
         now_sec = watermark // BUCKET_MS
@@ -125,9 +123,10 @@ class DeadlineIndex:
                     heappush(near, (due, key))
 
     def _rebuild(self) -> None:
-        self._buckets = {}
-        self._secs = []
-        self._near = []
+        # in place: ``_open`` and ``pop_due`` may be iterating over these very objects
+        self._buckets.clear()
+        self._secs.clear()
+        self._near.clear()
         self._entries = 0
         for key, st in self._states.items():
             if st.due:
