@@ -288,7 +288,8 @@ class Worker:
             "settings": dict(self.feed.counts),
             "partitions": sorted(p for p, _ in self.registry.items()),
             "consumer": {"restored_records": self.app.consumer.restored_records,
-                         "stranded_seeks": self.app.consumer.stranded_seeks},
+                         "stranded_seeks": self.app.consumer.stranded_seeks,
+                         "uncommitted_rereads": self.app.consumer.uncommitted_rereads},
         }
 
     async def gc_tick(self) -> None:

@@ -41,6 +41,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 
 from .fetches import Fetch
+from .stable_offsets import require_stable_offsets
 
 class _ChangelogEvent:
     """A Faust ``Event`` of a raw-serialized (bytes) table and its ``Message``, as far
@@ -80,6 +81,7 @@ class ShortWaitConsumerThread(AIOKafkaConsumerThread):
                                               FETCH_MAX_WAIT_MS)
         if getattr(self.consumer, "read_committed", False):
             consumer._isolation_level = "read_committed"
+            require_stable_offsets(consumer)      # KIP-447, see worker.stable_offsets
         return consumer
 
     async def seek_in_thread(self, tp, offset: int) -> None:
@@ -113,6 +115,7 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
     transactional_topics: frozenset[str] = frozenset()
     restored_records: int = 0      # changelog records applied by ``_restore``
     stranded_seeks: int = 0        # partitions sought back to fetched, undelivered records
+    uncommitted_rereads: int = 0   # agent partitions read again from the beginning
     _last_restored: dict | None = None   # tp -> last record applied by ``_restore``
     _pending_fetches: int = 0      # handed to the batch loop, not yet reported done
     _fetches_drained: asyncio.Event     # set whenever none is pending (``hand_over``)
@@ -220,21 +223,35 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
     async def seek_uncommitted(self, committed: dict) -> None:
         """After the seek to the committed offsets (``committed``: what it found).
 
-        Faust drops fetched records it cannot deliver as a rebalance begins, and counts
-        on this seek to read them again. aiokafka's ``seek_to_committed`` only moves
-        partitions committed above offset 0, so on a partition never committed they
-        were lost until it changed hands: a settings partition holding only two bad
-        records (never committed, since their dead letters were never published) went
-        unread for minutes that way. So such a partition is sought back to the first
-        record dropped on it (``_stranded``). Not to the beginning: in exactly-once mode
-        "no committed offset" may only mean that the transaction committing it is still
-        being completed, and reading from the beginning published a settings dead
-        letter twice."""
+        Faust drops fetched records it cannot deliver as a rebalance begins (those
+        fetched for paused partitions, and those waiting in the agents' buffers, which
+        ``flow_control.clear()`` empties) and counts on this seek to read them again.
+        aiokafka's ``seek_to_committed`` only moves partitions committed above offset 0,
+        so on a partition never committed they were lost while it stayed with this
+        worker: a settings partition holding only bad records went unread for minutes,
+        and a CI run lost a settings dead letter. So:
+
+        - a partition of an agent's topic (settings) with no committed offset is read
+          again from the beginning. Nothing on it was committed: with exactly-once the
+          offsets are fetched stable (``worker.stable_offsets``), so "none" no longer
+          means "its transaction is still being completed" (reading from the beginning
+          then published a settings dead letter twice). Its valid records change
+          nothing when read again;
+        - a partition of the batch topics is sought back to the first record dropped on
+          it (``_stranded``); the worker's state skips what it already applied."""
         stranded, self._stranded = self._stranded, {}
         for tp, offset in committed.items():
-            first = stranded.get(tp)
-            if first is not None and not offset and not self._is_changelog_tp(tp):
-                await self._seek_back(tp, first, "as a rebalance began")
+            if offset or self._is_changelog_tp(tp):
+                continue
+            if tp.topic in self.batch_topics:
+                first = stranded.get(tp)
+                if first is not None:
+                    await self._seek_back(tp, first, "as a rebalance began")
+            elif self._thread.position_now(tp):     # None: being reset (to the beginning)
+                await self.seek(tp, 0)
+                self.uncommitted_rereads += 1
+                self.log.info("%s: nothing committed; reading it again from the beginning",
+                              tp)
 
     async def seek_back_stranded(self, generation: int) -> None:
         """Records were fetched for partitions that were paused by the time the fetch came

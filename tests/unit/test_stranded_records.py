@@ -99,21 +99,30 @@ def test_a_failed_seek_of_a_revoked_partition_does_not_stop_the_fetch_loop():
 
 
 # -- after a rebalance: partitions never committed ------------------------------------------
-def test_after_a_rebalance_a_never_committed_partition_is_sought_back_to_what_was_dropped_R19():
+def test_after_a_rebalance_never_committed_partitions_are_read_again_R19():
     """aiokafka's seek_to_committed leaves a partition without a committed offset (or
-    committed at 0) where the fetcher got to: records dropped as the rebalance began
-    were never read again. Only dropped records are read again, not the whole
-    partition (an exactly-once offset commit may still be completing)."""
+    committed at 0) where the fetcher got to: records Faust dropped as the rebalance
+    began (fetched for paused partitions, or waiting in an agent's buffer) were never
+    read again. A settings partition (an agent's topic) is read again from the
+    beginning; an events partition from the first record dropped on it (the state
+    skips what it applied). Changelogs and committed partitions are left to Faust."""
     consumer = FakeConsumer(position=12)
+    consumer.batch_topics = frozenset({"conversation-events"})
+    consumer.uncommitted_rereads = 0
+    settings_2, settings_5 = TP("session-settings", 2), TP("session-settings", 5)
     events_3 = TP("conversation-events", 3)
     events_4 = TP("conversation-events", 4)
+    events_6 = TP("conversation-events", 6)
     changelog_3 = TP("app-sessions-changelog", 3)
-    consumer.positions.update({events_3: 50, events_4: 130, changelog_3: 9})
+    consumer.positions.update({events_3: 50, events_4: 130, events_6: 70, changelog_3: 9,
+                               settings_2: 3, settings_5: 0})
     for tp, first in ((SETTINGS_7, 10), (events_3, 40), (events_4, 125), (changelog_3, 5)):
         consumer._strand(tp, first)
-    consumer._strand(SETTINGS_7, 11)                 # the first dropped record counts
-    committed = {SETTINGS_7: None, events_3: 0, events_4: 120, changelog_3: None,
-                 TP("session-settings", 2): None}  # nothing dropped there: left alone
+    consumer._strand(events_3, 41)                   # the first dropped record counts
+    committed = {SETTINGS_7: None, settings_2: None, settings_5: None,
+                 TP("session-settings", 6): None,    # position being reset: left alone
+                 events_3: 0, events_4: 120, events_6: None, changelog_3: None}
     asyncio.run(BatchingConsumer.seek_uncommitted(consumer, committed))
-    assert consumer.sought == [(SETTINGS_7, 10), (events_3, 40)]
+    assert consumer.sought == [(SETTINGS_7, 0), (settings_2, 0), (events_3, 40)]
+    assert consumer.uncommitted_rereads == 2
     assert consumer._stranded == {}                   # aiokafka sought the committed ones
