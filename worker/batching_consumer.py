@@ -229,7 +229,7 @@ class BatchingConsumer(FaustAIOKafkaConsumer):
         aiokafka's ``seek_to_committed`` only moves partitions committed above offset 0,
         so on a partition never committed they were lost while it stayed with this
         worker: a settings partition holding only bad records went unread for minutes,
-        and a CI run lost a settings dead letter. So:
+        and two CI runs lost a settings dead letter, probably so. Now:
 
         - a partition of an agent's topic (settings) with no committed offset is read
           again from the beginning. Nothing on it was committed: with exactly-once the

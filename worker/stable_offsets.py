@@ -6,9 +6,9 @@ transaction's marker reaches ``__consumer_offsets``, which happens a few millise
 after ``commit_transaction`` returned. An ``OffsetFetch`` in that window, by the next
 owner of a partition after a rebalance, returns the *previous* committed offset: the
 records of the transaction just committed are then read and published again, or, on a
-partition with nothing committed before, not sought at all (a settings dead letter was
-lost that way in CI: the record had been fetched and then dropped with Faust's agent
-buffers at the rebalance).
+partition with nothing committed before, not sought at all (probably how two CI runs
+lost a settings dead letter: the record had been fetched, then dropped with Faust's
+agent buffers at the rebalance, and never read again).
 
 The Java consumer closes that window with ``OffsetFetch`` v7's ``require_stable``: the
 broker answers ``UNSTABLE_OFFSET_COMMIT`` (a retriable error) while a transactional
