@@ -50,8 +50,8 @@ bench-core: install ## 1M synthetic events through codec + core, no Kafka
 
 chaos: install ## crash test (at-least-once, then exactly-once + 3 kills inside transactions): 2 workers, 8 partitions, 200k events, 10 SIGKILLs + 3 SIGTERMs vs replay; one-key abuse
 	$(MAKE) --no-print-directory kafka-up
-	$(PY) -m tests.chaos.chaos --events 200000 --users 20000 --kills 10 --terms 3 --workers 2 --partitions 8 $(CHAOS_ARGS)
-	$(PY) -m tests.chaos.chaos --events 200000 --users 20000 --kills 10 --terms 3 --workers 2 --partitions 8 --guarantee exactly_once --in-txn-kills 3 --out bench/results/chaos-eos-latest.json $(CHAOS_ARGS)
+	$(PY) -m tests.chaos.chaos --events 200000 --users 20000 --kills 10 --terms 3 --workers 2 --partitions 8 --max-poll-records 100 $(CHAOS_ARGS)
+	$(PY) -m tests.chaos.chaos --events 200000 --users 20000 --kills 10 --terms 3 --workers 2 --partitions 8 --max-poll-records 100 --guarantee exactly_once --in-txn-kills 3 --out bench/results/chaos-eos-latest.json $(CHAOS_ARGS)
 	$(PY) -m tests.chaos.chaos --abuse
 	$(PY) -m pytest tests/integration/test_worker_restart.py tests/integration/test_crash_recovery.py tests/integration/test_broker_restart.py
 
