@@ -48,10 +48,14 @@ test-integration: install ## integration and e2e tests only (needs a broker: mak
 bench-core: install ## 1M synthetic events through codec + core, no Kafka
 	$(PY) bench/core_bench.py
 
+# make chaos's crash runs (100 records per fetch: the faults land during the consumption)
+CHAOS_RUN = $(PY) -m tests.chaos.chaos --events 200000 --users 20000 --kills 10 --terms 3 \
+	--workers 2 --partitions 8 --max-poll-records 100
+
 chaos: install ## crash test (at-least-once, then exactly-once + 3 kills inside transactions): 2 workers, 8 partitions, 200k events, 10 SIGKILLs + 3 SIGTERMs vs replay; one-key abuse
 	$(MAKE) --no-print-directory kafka-up
-	$(PY) -m tests.chaos.chaos --events 200000 --users 20000 --kills 10 --terms 3 --workers 2 --partitions 8 --max-poll-records 100 $(CHAOS_ARGS)
-	$(PY) -m tests.chaos.chaos --events 200000 --users 20000 --kills 10 --terms 3 --workers 2 --partitions 8 --max-poll-records 100 --guarantee exactly_once --in-txn-kills 3 --out bench/results/chaos-eos-latest.json $(CHAOS_ARGS)
+	$(CHAOS_RUN) $(CHAOS_ARGS)
+	$(CHAOS_RUN) --guarantee exactly_once --in-txn-kills 3 --out bench/results/chaos-eos-latest.json $(CHAOS_ARGS)
 	$(PY) -m tests.chaos.chaos --abuse
 	$(PY) -m pytest tests/integration/test_worker_restart.py tests/integration/test_crash_recovery.py tests/integration/test_broker_restart.py
 
