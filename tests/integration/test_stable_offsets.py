@@ -45,6 +45,16 @@ async def _consumer(group: str, stable: bool) -> AIOKafkaConsumer:
     return consumer
 
 
+async def _eventually(consumer: AIOKafkaConsumer, tp: TopicPartition, timeout_s: float = 30):
+    """The committed offset once it is there (None after ``timeout_s``)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (offset := await consumer.committed(tp)) is None:
+        if asyncio.get_running_loop().time() > deadline:
+            return None
+        await asyncio.sleep(0.1)
+    return offset
+
+
 async def _fetch_during_and_after_a_transaction(stable: bool):
     tag = uuid.uuid4().hex[:8]
     topic, group = f"stable-offsets-{tag}", f"stable-group-{tag}"
@@ -59,21 +69,27 @@ async def _fetch_during_and_after_a_transaction(stable: bool):
         await producer.commit_transaction()
         if not fetch.done():
             await asyncio.wait_for(fetch, 30)
-        return during, fetch.result(), await consumer.committed(tp)
+        right_after = await consumer.committed(tp)
+        return during, fetch.result(), right_after, await _eventually(consumer, tp)
     finally:
         await consumer.stop()
         await producer.stop()
 
 
 def test_a_stable_fetch_waits_for_the_transaction_committing_the_offset():
-    during, answered, after = run(_fetch_during_and_after_a_transaction(stable=True))
+    during, answered, right_after, eventually = run(
+        _fetch_during_and_after_a_transaction(stable=True))
     assert during == "waiting"
-    assert answered == 7 and after == 7
+    assert answered == 7 and right_after == 7 and eventually == 7
 
 
 def test_aiokafkas_own_fetch_answers_the_old_offset_while_the_transaction_is_open():
     """Why the stable fetch is needed: without it the open transaction's offset is
-    invisible, and "nothing committed" is answered."""
-    during, answered, after = run(_fetch_during_and_after_a_transaction(stable=False))
+    invisible, and "nothing committed" is answered, while the transaction is open and
+    possibly even right after ``commit_transaction`` returned (seen in a CI trial: the
+    marker had not reached ``__consumer_offsets`` yet)."""
+    during, answered, right_after, eventually = run(
+        _fetch_during_and_after_a_transaction(stable=False))
     assert during is None and answered is None
-    assert after == 7
+    assert right_after in (None, 7)
+    assert eventually == 7
