@@ -193,9 +193,10 @@ class Publisher:
     async def transaction_done(self) -> None:
         """Returns once no transaction is in flight. A rebalance waits for it before it
         lets partitions go: the next owner reads committed offsets and state when it
-        takes them over, and a transaction of this worker that commits after that read
-        would make the next owner apply the same records again (aiokafka has neither
-        KIP-447's stable offset fetch nor generation-fenced offset commits)."""
+        takes them over. The stable offset fetch (``worker.stable_offsets``) waits for a
+        transaction whose offsets were already sent, not for one that sends them after
+        that read, and aiokafka's offset commits are not fenced by the group generation:
+        such a transaction would make the next owner apply the same records again."""
         async with self._txn_lock:
             pass
 

@@ -122,10 +122,9 @@ def _raise_for(error_code: int, tp: TopicPartition | None) -> None:
         raise UnstableOffsetCommitError(f"offsets of {tp} not stable yet")
     error_type = Errors.for_code(error_code)
     if error_type in (Errors.GroupLoadInProgressError, Errors.NotCoordinatorForGroupError,
-                      Errors.GroupCoordinatorNotAvailableError):
+                      Errors.GroupCoordinatorNotAvailableError,
+                      Errors.GroupAuthorizationFailedError):
         raise error_type()
-    if error_type is Errors.GroupAuthorizationFailedError:
-        raise error_type(tp)
     raise Errors.KafkaError(f"OffsetFetch error for {tp}: {error_type.__name__}")
 
 
