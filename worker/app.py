@@ -47,6 +47,7 @@ from .processor import BatchProcessor, fatal, finish_batch
 from .publisher import DeliveryFailed, Publisher
 from .settings_env import WorkerSettings, settings_from_env
 from .settings_feed import SettingsFeed
+from .shutdown import ShutdownDeadline
 from .state_table import StateTable
 from .topics import ensure_topics
 
@@ -109,6 +110,7 @@ class Worker:
         self.gc = GcPolicy(ws.gc_freeze_interval_s, ws.gc_full_interval_s,
                            on_full=metrics.observe_full_gc)
         self.recovered = False           # assigned partitions rebuilt since the last rebalance
+        self.deadline = ShutdownDeadline(ws.shutdown_timeout_s)
         self.gauged: set[int] = set()    # partitions with gauge series (see refresh_gauges)
         self._wire()
 
@@ -188,6 +190,12 @@ class Worker:
                  "offsets committed; leaving the group", stats["worker"].get("events", 0),
                  stats["worker"].get("batches", 0), stats["outputs"],
                  stats["worker"].get("state_writes", 0), extra={"stats": stats})
+        self.deadline.mark_flushed()
+        if self.ws.fault_stall_shutdown_s:
+            # tests only: the stop hangs after the flush, as aiokafka's group leave can
+            log.warning("FAULT_STALL_SHUTDOWN_S: stalling the stop for %d s",
+                        self.ws.fault_stall_shutdown_s)
+            await asyncio.sleep(self.ws.fault_stall_shutdown_s)
 
     async def on_recovered(self) -> None:
         # Faust runs recovery callbacks under asyncio.wait(), which swallows exceptions:
@@ -330,6 +338,19 @@ def main(argv: list[str] | None = None) -> int:
                           kill_before_commit=ws.fault_kill_before_commit)
     loop.run_until_complete(publisher.start([ws.topic_ticks]))
     worker = Worker(ws, partitions[ws.topic_events], feed, book, publisher)
-    faust.Worker(worker.app, loop=loop, loglevel=ws.log_level, override_logging=False,
-                 redirect_stdouts=False).execute_from_commandline()
+    SignalledWorker(worker.deadline, worker.app, loop=loop, loglevel=ws.log_level,
+                    override_logging=False, redirect_stdouts=False).execute_from_commandline()
     return 0
+
+
+class SignalledWorker(faust.Worker):
+    """Faust's worker, with the deadline on the graceful stop armed by the signal that
+    starts it (SHUTDOWN_TIMEOUT_S, ``worker.shutdown``)."""
+
+    def __init__(self, deadline: ShutdownDeadline, *args, **kwargs) -> None:
+        self.deadline = deadline
+        super().__init__(*args, **kwargs)
+
+    def _schedule_shutdown(self, signal) -> None:
+        self.deadline.arm(getattr(signal, "name", str(signal)))
+        super()._schedule_shutdown(signal)

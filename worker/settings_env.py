@@ -51,6 +51,8 @@ class WorkerSettings:
     guarantee: str              # PROCESSING_GUARANTEE: at_least_once | exactly_once
     transaction_timeout_ms: int  # exactly_once: how long the broker keeps a dead worker's transaction open
     fault_kill_before_commit: int  # crash tests only: SIGKILL before committing transaction N
+    shutdown_timeout_s: int     # the graceful stop's deadline (worker.shutdown); 0 = none
+    fault_stall_shutdown_s: int  # tests only: the stop stalls this long after the flush
     log_level: str
     core: CoreConfig
     default_settings: AppSettings
@@ -127,6 +129,8 @@ def settings_from_env() -> WorkerSettings:
         guarantee=_str("PROCESSING_GUARANTEE", AT_LEAST_ONCE).lower(),
         transaction_timeout_ms=_int("TRANSACTION_TIMEOUT_MS", 60000),
         fault_kill_before_commit=_int("FAULT_KILL_BEFORE_COMMIT", 0),
+        shutdown_timeout_s=_int("SHUTDOWN_TIMEOUT_S", 40),
+        fault_stall_shutdown_s=_int("FAULT_STALL_SHUTDOWN_S", 0),
         log_level=_str("LOG_LEVEL", "info").lower(),
         core=core,
         default_settings=default_settings_from_env(core),
@@ -141,6 +145,8 @@ def settings_from_env() -> WorkerSettings:
         problems.append("GC_FREEZE_INTERVAL_S and GC_FULL_INTERVAL_S must be >= 0")
     if ws.guarantee not in (AT_LEAST_ONCE, EXACTLY_ONCE):
         problems.append("PROCESSING_GUARANTEE must be at_least_once or exactly_once")
+    if ws.shutdown_timeout_s < 0 or ws.fault_stall_shutdown_s < 0:
+        problems.append("SHUTDOWN_TIMEOUT_S and FAULT_STALL_SHUTDOWN_S must be >= 0")
     if ws.transaction_timeout_ms < 1000:
         problems.append("TRANSACTION_TIMEOUT_MS must be >= 1000")
     if not ws.store.startswith(("memory://", "rocksdb://")):
