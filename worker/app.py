@@ -234,7 +234,7 @@ class Worker:
                 size += len(fetch)
             if debug():
                 t0 = time.time()
-                oldest = min(r.timestamp or 0 for f in batch for r in f.records)   # ms
+                oldest = min(r.timestamp or 0 for f in batch for r in f.records())   # ms
             await finish_batch(handle(batch), functools.partial(
                 self.app.consumer.fetches_done, batch))
             if debug():

@@ -18,7 +18,8 @@ normal path, record by record.
 Changelog records being restored (recovery of an active table partition) are applied
 to the table's store per fetch (``worker.bulk_restore``).
 
-The handed-over records are aiokafka's own ``ConsumerRecord`` objects in a
+The handed-over records are the ones aiokafka's record reader parsed
+(``worker.raw_records``: no ``ConsumerRecord`` per record), grouped per partition in a
 ``worker.fetches.Fetch``, not Faust messages: no ``ConsumerMessage``, ``WeakSet`` entry
 or ``ack`` per record (a third of the main thread's time went there). A fetch is
 acknowledged as a whole once its batch is durable (``fetches_done``, with the offsets
@@ -33,6 +34,7 @@ from typing import Awaitable, Callable, Iterable
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as FaustAIOKafkaConsumer
 
+from . import raw_records
 from .bulk_restore import BulkRestore
 from .fetches import Fetch
 from .stable_offsets import require_stable_offsets
@@ -55,6 +57,8 @@ class ShortWaitConsumerThread(AIOKafkaConsumerThread):
         # both read by AIOKafkaConsumer.start() when it creates its Fetcher
         consumer._fetch_max_wait_ms = getattr(self.consumer, "fetch_max_wait_ms",
                                               FETCH_MAX_WAIT_MS)
+        # the batch topics' records reach the batch loop as aiokafka parsed them
+        raw_records.install(getattr(self.consumer, "batch_topics", ()))
         if getattr(self.consumer, "read_committed", False):
             consumer._isolation_level = "read_committed"
             require_stable_offsets(consumer)      # KIP-447, see worker.stable_offsets
@@ -312,7 +316,8 @@ class BatchingConsumer(BulkRestore, FaustAIOKafkaConsumer):
                     except Exception as exc:
                         self.log.warning("seek while flow not active failed: %r", exc)
                     continue
-                batch: list = []
+                batch: list = []               # (tp, records) of the batch topics
+                count = 0
                 ends: dict = {}
                 complete = True                # every fetched record was handled
                 paused = False                 # records of a paused partition dropped
@@ -344,7 +349,8 @@ class BatchingConsumer(BulkRestore, FaustAIOKafkaConsumer):
                             tp_records = [r for r in tp_records if r.offset >= r_offset]
                             if not tp_records:
                                 continue
-                        batch += tp_records
+                        batch.append((tp, tp_records))
+                        count += len(tp_records)
                         last = tp_records[-1].offset
                         read_offset[tp] = last
                         ends[tp] = last + 1
@@ -370,7 +376,7 @@ class BatchingConsumer(BulkRestore, FaustAIOKafkaConsumer):
                 if paused:
                     await self.seek_back_stranded(generation)
                 if batch:
-                    await flush(Fetch(generation, batch, ends))
+                    await flush(Fetch(generation, batch, ends, count))
                 if complete and self.read_committed and recovery.in_recovery:
                     await self._skip_markers(recovery)   # after this fetch's records
         except self.consumer_stopped_errors:

@@ -11,30 +11,47 @@ from __future__ import annotations
 
 from typing import Any, Hashable, Iterable
 
+from faust.types import TP
+
 
 class Fetch:
-    """``records``: aiokafka ``ConsumerRecord`` objects (``topic``, ``partition``,
-    ``offset``, ``key``, ``value``, ``timestamp``), in offset order per partition;
-    ``ends``: topic-partition -> one past its last record here."""
+    """``groups``: (topic-partition, records) in fetch order, each partition's records in
+    offset order. Records of the batch topics are aiokafka's parsed records
+    (``offset``, ``key``, ``value``, ``timestamp``; ``worker.raw_records``); the topic and
+    partition are the group's. ``ends``: topic-partition -> one past its last record."""
 
-    __slots__ = ("generation", "records", "ends")
+    __slots__ = ("generation", "groups", "ends", "count")
 
-    def __init__(self, generation: int, records: list, ends: dict[Hashable, int]) -> None:
+    def __init__(self, generation: int, groups: list[tuple[Any, list]],
+                 ends: dict[Hashable, int], count: int) -> None:
         self.generation = generation
-        self.records = records
+        self.groups = groups
         self.ends = ends
+        self.count = count
 
     @classmethod
     def of(cls, generation: int, records: Iterable[Any]) -> "Fetch":
-        """A fetch of ``records`` (tests; the consumer builds ``ends`` as it goes)."""
-        records = list(records)
+        """A fetch of ``records`` that carry ``topic`` and ``partition`` (tests; the
+        consumer builds its fetches as it goes): consecutive records of one partition
+        form a group."""
+        groups: list[tuple[Any, list]] = []
         ends: dict[Hashable, int] = {}
+        n = 0
         for r in records:
-            ends[(r.topic, r.partition)] = r.offset + 1
-        return cls(generation, records, ends)
+            tp = TP(r.topic, r.partition)
+            if not groups or groups[-1][0] != tp:
+                groups.append((tp, []))
+            groups[-1][1].append(r)
+            ends[tp] = r.offset + 1
+            n += 1
+        return cls(generation, groups, ends, n)
+
+    def records(self) -> Iterable[Any]:
+        for _, records in self.groups:
+            yield from records
 
     def __len__(self) -> int:
-        return len(self.records)
+        return self.count
 
     def __repr__(self) -> str:
-        return f"Fetch(generation={self.generation}, {len(self.records)} records)"
+        return f"Fetch(generation={self.generation}, {self.count} records)"

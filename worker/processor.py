@@ -1,6 +1,6 @@
 """The hot path: one batch of Kafka records in, outputs and state writes out.
 
-A batch (``worker.fetches.Fetch`` lists of aiokafka records, handed over by
+A batch (``worker.fetches.Fetch`` groups of aiokafka's parsed records, handed over by
 ``worker.batching_consumer``) mixes records of every assigned partition of the events
 topic and of the co-partitioned ticks topic. For each batch, in this order:
 
@@ -102,46 +102,48 @@ class BatchProcessor:
         counts = self.counts
         to_seek: set[int] = set()
         generation = self.generation()
+        max_bytes, future_skew_ms = self.max_bytes, self.future_skew_ms
         done: dict = {}                   # topic-partition -> offset to commit after this
         n_records = 0
         for fetch in batch:                                              # 2
-            records = fetch.records
-            n_records += len(records)
+            n_records += fetch.count
             if fetch.generation != generation:
                 # Fetched before the last rebalance but still queued for the batch loop
                 # (as in faust-streaming #221/#236): after the rebalance Faust seeks back
                 # to the committed offset, so these records come again, in order.
-                counts["stale_generation_dropped"] += len(records)
+                counts["stale_generation_dropped"] += fetch.count
                 continue
             done.update(fetch.ends)
-            for msg in records:
-                partition = msg.partition
+            for tp, records in fetch.groups:
+                partition = tp.partition
                 seen.add(partition)
-                if msg.topic != events_topic:
-                    counts["ticks"] += 1
+                if tp.topic != events_topic:
+                    counts["ticks"] += len(records)
                     continue
                 part = registry.get(partition)
-                offset = msg.offset
-                v = verdict(partition, offset)                 # worker.offsets
-                if v:
-                    if v == SKIP:                              # the table already has it
-                        counts["replayed_skipped"] += 1
-                        progress.handled(partition, offset)
-                    elif v == DROP_AND_SEEK:
-                        counts["gap_seeks"] += 1
-                        to_seek.add(partition)
-                    else:
-                        counts["gap_dropped"] += 1
-                    continue
-                progress.handled(partition, offset)
-                decoded = decode_event(msg.key, msg.value, now, self.max_bytes,
-                                       self.future_skew_ms)
-                if type(decoded) is Reject:
-                    outbox.dead_letter(decoded, msg.topic, partition, offset, msg.key,
-                                       msg.value)
-                    continue
-                event_types[decoded.type] += 1
-                outs.extend(part.on_event(decoded))
+                for msg in records:
+                    offset = msg.offset
+                    v = verdict(partition, offset)             # worker.offsets
+                    if v:
+                        if v == SKIP:                          # the table already has it
+                            counts["replayed_skipped"] += 1
+                            progress.handled(partition, offset)
+                        elif v == DROP_AND_SEEK:
+                            counts["gap_seeks"] += 1
+                            to_seek.add(partition)
+                        else:
+                            counts["gap_dropped"] += 1
+                        continue
+                    progress.handled(partition, offset)
+                    key = msg.key
+                    value = msg.value
+                    decoded = decode_event(key, value, now, max_bytes, future_skew_ms)
+                    if type(decoded) is Reject:
+                        outbox.dead_letter(decoded, events_topic, partition, offset, key,
+                                           value)
+                        continue
+                    event_types[decoded.type] += 1
+                    outs.extend(part.on_event(decoded))
 
         resync = self.guard.resync
         for partition in sorted(seen):                                   # 3
