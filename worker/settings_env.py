@@ -121,7 +121,7 @@ def settings_from_env() -> WorkerSettings:
         max_record_bytes=_int("MAX_RECORD_BYTES", DEFAULT_MAX_BYTES),
         web_port=_int("WEB_PORT", 6066),
         tick_interval_ms=_int("TICK_INTERVAL_MS", 500),
-        batch_max=_int("BATCH_MAX", 1000),
+        batch_max=_int("BATCH_MAX", 4000),
         fetch_max_wait_ms=_int("FETCH_MAX_WAIT_MS", 20),
         instance_id=os.environ.get("WORKER_INSTANCE_ID") or None,
         gc_freeze_interval_s=_int("GC_FREEZE_INTERVAL_S", 1),
