@@ -18,27 +18,28 @@ class Exits:
         self.called.set()
 
 
-def test_stop_stuck_after_the_flush_exits_zero_at_the_deadline():
+def _armed(timeout_s: float) -> tuple[Exits, ShutdownDeadline]:
     exits = Exits()
-    deadline = ShutdownDeadline(0.05, exits)
+    deadline = ShutdownDeadline(timeout_s, exits)
     deadline.arm("SIGTERM")
+    return exits, deadline
+
+
+def test_stop_stuck_after_the_flush_exits_zero_at_the_deadline():
+    exits, deadline = _armed(0.05)
     deadline.mark_flushed()
     assert exits.called.wait(5)
     assert exits.codes == [0]
 
 
 def test_stop_stuck_before_the_flush_exits_with_the_timeout_code():
-    exits = Exits()
-    deadline = ShutdownDeadline(0.05, exits)
-    deadline.arm("SIGTERM")
+    exits, _ = _armed(0.05)
     assert exits.called.wait(5)
     assert exits.codes == [EXIT_SHUTDOWN_TIMEOUT]
 
 
 def test_a_second_signal_does_not_restart_the_clock():
-    exits = Exits()
-    deadline = ShutdownDeadline(0.3, exits)
-    deadline.arm("SIGTERM")
+    exits, deadline = _armed(0.3)
     armed = deadline.armed_at
     time.sleep(0.1)
     deadline.arm("SIGINT")
@@ -48,9 +49,7 @@ def test_a_second_signal_does_not_restart_the_clock():
 
 
 def test_nothing_fires_before_the_deadline_or_when_disabled():
-    exits = Exits()
-    running = ShutdownDeadline(30, exits)
-    running.arm("SIGTERM")
+    exits, running = _armed(30)
     disabled = ShutdownDeadline(0, exits)
     disabled.arm("SIGTERM")
     assert not exits.called.wait(0.2)
