@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 import time
 from collections import Counter
 from typing import Any, Awaitable, Callable
@@ -50,6 +48,7 @@ from .partitions import PartitionRegistry
 from .publisher import Publisher
 from .settings_env import WorkerSettings
 from .settings_feed import SettingsFeed
+from .shutdown import exit_now
 from .state_table import StateTable
 
 log = logging.getLogger(__name__)
@@ -213,10 +212,7 @@ def fatal(message: str, exc: BaseException | None = None) -> None:
     the state.
     """
     log.critical(message, exc_info=exc)
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_BATCH_FAILED)
+    exit_now(EXIT_BATCH_FAILED)
 
 
 async def finish_batch(coro, then: Callable[[Any], None] | None = None):

@@ -9,7 +9,7 @@ looks the coordinator up again, and its commit and heartbeat loops retry
 
 ``ShutdownDeadline`` is armed when the stop begins and runs in its own thread, so it
 fires even if the event loop is stuck. When it fires it says what was and was not done
-and ends the process with ``os._exit``:
+and ends the process (``exit_now``, which ``processor.fatal`` uses too):
 
 - exit 0 if the publisher had flushed (every output of every processed record and the
   state are in Kafka): what is left undone is only the last offset commit and the group
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Callable
@@ -31,8 +32,19 @@ log = logging.getLogger("worker.shutdown")
 EXIT_SHUTDOWN_TIMEOUT = 75
 
 
+def exit_now(code: int) -> None:
+    """End the process at once (no cleanup, no commit), with the log written out."""
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:    # noqa: BLE001 - exiting anyway
+            pass
+    sys.stderr.flush()
+    os._exit(code)
+
+
 class ShutdownDeadline:
-    def __init__(self, timeout_s: float, exit_fn: Callable[[int], None] = os._exit) -> None:
+    def __init__(self, timeout_s: float, exit_fn: Callable[[int], None] = exit_now) -> None:
         self.timeout_s = timeout_s
         self._exit = exit_fn
         self._timer: threading.Timer | None = None
@@ -70,9 +82,4 @@ class ShutdownDeadline:
                       "state were not flushed (nothing unflushed was committed): exiting "
                       "with code %d", self.timeout_s, EXIT_SHUTDOWN_TIMEOUT)
             code = EXIT_SHUTDOWN_TIMEOUT
-        for handler in logging.getLogger().handlers:
-            try:
-                handler.flush()
-            except Exception:    # noqa: BLE001 - exiting anyway
-                pass
         self._exit(code)
