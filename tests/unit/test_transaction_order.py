@@ -22,6 +22,9 @@ class FakeBatch:
         self.records.append((key, value))
         return object()
 
+    def close(self) -> None:
+        pass
+
 
 class FakeTransactionalProducer:
     def __init__(self, fail_topic: str | None = None) -> None:
