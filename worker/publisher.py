@@ -167,22 +167,23 @@ class Publisher:
         the worker waits for two deliveries."""
         staged, outbox.staged = outbox.staged, defaultdict(list)
         sent = []
+
+        async def hand_over(batch, topic: str, partition: int, count: int) -> None:
+            batch.close()
+            sent.append(Sent(await producer.send_batch(batch, topic, partition=partition),
+                             topic, partition, count))
+
         for (topic, partition), records in staged.items():
             batch, count = producer.create_batch(), 0
             for key, value in records:
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    batch.close()
-                    sent.append(Sent(await producer.send_batch(batch, topic,
-                                                               partition=partition),
-                                     topic, partition, count))
+                    await hand_over(batch, topic, partition, count)
                     batch, count = producer.create_batch(), 0
                     if batch.append(key=key, value=value, timestamp=None) is None:
                         raise DeliveryFailed(f"record of {len(value or b'')} bytes does "
                                              f"not fit in a batch for {topic}")
                 count += 1
-            batch.close()     # complete: no linger (see the docstring)
-            sent.append(Sent(await producer.send_batch(batch, topic, partition=partition),
-                             topic, partition, count))
+            await hand_over(batch, topic, partition, count)
         return sent
 
     async def deliver(self, outbox: Outbox, timeout: float = DELIVERY_TIMEOUT_S) -> list[Sent]:
