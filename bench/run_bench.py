@@ -886,12 +886,13 @@ def build_table(res: dict) -> tuple[str, list[dict]]:
             ach = (r.get("producer") or {}).get("achieved_rate")
             value = f"p50 {r['p50_ms']:.1f} ms / p99 {r['p99_ms']:.1f} ms @ {ach or r['target_rate']:,.0f}/s"
             if r.get("machine_busy_cores") is not None:
-                value += (f" (W {r.get('w_cpu_share')} core; machine busy "
-                          f"{r['machine_busy_cores']} of {r.get('machine_cores')} cores")
+                notes = [f"W {r.get('w_cpu_share')} core", f"machine busy "
+                         f"{r['machine_busy_cores']} of {r.get('machine_cores')} cores"]
                 behind = (r.get("producer") or {}).get("max_behind_ms")
-                # the load generator's own pauses count in the latency: shown, not hidden
-                value += f"; load generator at most {behind:.0f} ms behind)" \
-                    if behind is not None else ")"
+                if behind is not None:
+                    # the load generator's own pauses count in the latency: shown, not hidden
+                    notes.append(f"load generator at most {behind:.0f} ms behind")
+                value += f" ({'; '.join(notes)})"
         else:
             value = "—"
         row(f"produce → session-opened latency at {label} of W max", value,
