@@ -125,7 +125,8 @@ class Worker:
         # this one are handed to batch_loop by the consumer, never to the agent
         app.transport.Consumer = BatchingConsumer
         app.consumer.hand_over([ws.topic_events, ws.topic_ticks], self.batches.put,
-                               ws.fetch_max_wait_ms, after_seek=self.seek_to_state,
+                               ws.fetch_max_wait_ms, ws.fetch_min_bytes,
+                               after_seek=self.seek_to_state,
                                transactional_topics=([ws.topic_events, ws.topic_settings]
                                                      if ws.exactly_once else ()))
         app.agent(self.source, name="sessions", concurrency=1)(self.sessions_agent)
@@ -306,7 +307,8 @@ class Worker:
             "partitions": sorted(p for p, _ in self.registry.items()),
             "consumer": {"restored_records": self.app.consumer.restored_records,
                          "stranded_seeks": self.app.consumer.stranded_seeks,
-                         "uncommitted_rereads": self.app.consumer.uncommitted_rereads},
+                         "uncommitted_rereads": self.app.consumer.uncommitted_rereads,
+                         "fetches_handed": self.app.consumer.fetches_handed},
         }
 
     async def gc_tick(self) -> None:

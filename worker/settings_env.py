@@ -45,6 +45,7 @@ class WorkerSettings:
     tick_interval_ms: int
     batch_max: int
     fetch_max_wait_ms: int
+    fetch_min_bytes: int
     instance_id: str | None     # static group membership (KIP-345): stable per worker, or None
     gc_freeze_interval_s: int   # worker.gc_policy; 0 = CPython's default collector
     gc_full_interval_s: int     # full collection including frozen objects; 0 = never
@@ -123,6 +124,7 @@ def settings_from_env() -> WorkerSettings:
         tick_interval_ms=_int("TICK_INTERVAL_MS", 500),
         batch_max=_int("BATCH_MAX", 4000),
         fetch_max_wait_ms=_int("FETCH_MAX_WAIT_MS", 20),
+        fetch_min_bytes=_int("FETCH_MIN_BYTES", 256 * 1024),
         instance_id=os.environ.get("WORKER_INSTANCE_ID") or None,
         gc_freeze_interval_s=_int("GC_FREEZE_INTERVAL_S", 1),
         gc_full_interval_s=_int("GC_FULL_INTERVAL_S", 21600),
@@ -139,8 +141,10 @@ def settings_from_env() -> WorkerSettings:
     problems = []
     if ws.partitions < 1 or ws.replication < 1:
         problems.append("TOPIC_PARTITIONS and TOPIC_REPLICATION_FACTOR must be >= 1")
-    if ws.tick_interval_ms < 10 or ws.batch_max < 1 or ws.fetch_max_wait_ms < 0:
-        problems.append("TICK_INTERVAL_MS >= 10, BATCH_MAX >= 1, FETCH_MAX_WAIT_MS >= 0")
+    if (ws.tick_interval_ms < 10 or ws.batch_max < 1 or ws.fetch_max_wait_ms < 0
+            or ws.fetch_min_bytes < 1):
+        problems.append("TICK_INTERVAL_MS >= 10, BATCH_MAX >= 1, FETCH_MAX_WAIT_MS >= 0, "
+                        "FETCH_MIN_BYTES >= 1")
     if ws.gc_freeze_interval_s < 0 or ws.gc_full_interval_s < 0:
         problems.append("GC_FREEZE_INTERVAL_S and GC_FULL_INTERVAL_S must be >= 0")
     if ws.guarantee not in (AT_LEAST_ONCE, EXACTLY_ONCE):
