@@ -53,7 +53,7 @@ FETCH_MAX_WAIT_MS = 20
 #: Default of the FETCH_MIN_BYTES setting (aiokafka's default: 1). With 1 byte the broker
 #: answers a fetch as soon as any record arrived, so under paced traffic every fetch
 #: brought a few records and the worker paid the fixed cost of a fetch, a hand-over and
-#: a batch (two acknowledged deliveries), ~2.7 ms of CPU, for each: at 1,000 events/s
+#: a batch (two acknowledged deliveries), 2.5-3.8 ms of CPU, for each: at 1,000 events/s
 #: it ran ~165 fetches and batches a second and used half a core. With 256 KiB the
 #: broker gathers records for up to FETCH_MAX_WAIT_MS (or until there is this much), so
 #: a worker runs at most ~50 fetches a second whatever the rate; records wait at most
