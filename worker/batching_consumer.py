@@ -56,8 +56,9 @@ FETCH_MAX_WAIT_MS = 20
 #: a batch (two acknowledged deliveries), 2.5-3.8 ms of CPU, for each: at 1,000 events/s
 #: it ran ~165 fetches and batches a second and used half a core. With 256 KiB the
 #: broker gathers records for up to FETCH_MAX_WAIT_MS (or until there is this much), so
-#: a worker runs at most ~50 fetches a second whatever the rate; records wait at most
-#: that long more in the broker. A backlog fills every fetch at once either way.
+#: a worker runs at most ~50 fetches a second until its traffic passes 256 KiB per 20 ms
+#: (~40k events/s of ~300 B), and fetches of at least 256 KiB above that; records wait
+#: at most FETCH_MAX_WAIT_MS more in the broker. A backlog fills every fetch at once.
 FETCH_MIN_BYTES = 256 * 1024
 
 
