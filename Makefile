@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP) native ## create .venv, install the pinned project, compile the core
 
-native: $(STAMP) ## compile worker/domain + worker/codec with mypyc (pure Python, with a warning, if that fails; NATIVE=0 skips)
+native: $(STAMP) ## compile worker/domain + worker/codec + worker/keyhash with mypyc (pure Python, with a warning, if that fails; NATIVE=0 skips)
 	$(PY) -m worker.native build
 
 clean-native: ## delete the compiled modules: back to pure Python

@@ -1,7 +1,7 @@
-"""Optional mypyc build of the pure core and the codec (``make native``).
+"""Optional mypyc build of the core, the codec and the key partitioner (``make native``).
 
-``python -m worker.native build`` compiles ``worker/domain/*.py`` and ``worker/codec.py``
-in place into extension modules (``.so`` files next to the sources, gitignored). The
+``python -m worker.native build`` compiles ``worker/domain/*.py``, ``worker/codec.py`` and
+``worker/keyhash.py`` in place into extension modules (``.so`` files next to the sources, gitignored). The
 ``.py`` files stay the source of truth: Python imports an extension module before a
 source file of the same name, so the build records a hash of every source it compiled
 and ``status()`` reports compiled modules whose source changed since as stale
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # worker/domain/__init__.py stays Python: it holds the shared library of the others.
 SOURCES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "worker" / "domain").glob("*.py")
-                 if p.name != "__init__.py") + ["worker/codec.py"]
+                 if p.name != "__init__.py") + ["worker/codec.py", "worker/keyhash.py"]
 MYPY_ARGS = ["--explicit-package-bases"]   # worker/ is a namespace package
 GROUP = "worker.domain._native"        # the shared library: worker/domain/_native__mypyc*.so
 MANIFEST = ROOT / "worker" / "domain" / "_native.json"

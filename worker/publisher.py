@@ -31,12 +31,12 @@ from collections import Counter, defaultdict
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from . import metrics
 from .codec import Reject, dead_letter
 from .domain.outputs import DEAD_LETTER, Output
+from .keyhash import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,10 @@ class Outbox:
         self.staged[(topic, partition)].append((key, value))
 
     def stage_keyed(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        """Partition like Kafka clients do for keyed records: murmur2 of the key."""
+        """Partition like Kafka clients do for keyed records: murmur2 of the key
+        (``worker.keyhash``, compiled by ``make native``)."""
         n = self.publisher.partitions[topic]
-        partition = 0 if key is None else (murmur2(key) & 0x7FFFFFFF) % n
+        partition = 0 if key is None else partition_for(key, n)
         self.staged[(topic, partition)].append((key, value))
 
     def publish(self, outputs: list[Output]) -> None:
