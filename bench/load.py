@@ -40,11 +40,11 @@ from typing import Iterable, Sequence
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import murmur2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import synthetic  # noqa: E402
+from worker.keyhash import partition_for  # noqa: E402
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 BATCH_BYTES = 512 * 1024
@@ -166,7 +166,8 @@ def state_records(n: int, now_ms: int, inactivity_ms: int = 15 * MINUTE_MS,
 
 # -- partitioning ------------------------------------------------------------------------
 class Partitioner:
-    """murmur2(key) % n like Kafka's default partitioner, cached per key."""
+    """Kafka's default partitioner (``worker.keyhash``, as the worker partitions its
+    outputs), cached per key."""
 
     def __init__(self, n: int) -> None:
         self.n = n
@@ -175,7 +176,7 @@ class Partitioner:
     def __call__(self, key: bytes) -> int:
         p = self.cache.get(key)
         if p is None:
-            p = self.cache[key] = (murmur2(key) & 0x7FFFFFFF) % self.n
+            p = self.cache[key] = partition_for(key, self.n)
         return p
 
 
