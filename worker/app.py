@@ -43,7 +43,7 @@ from .codec import Reject, decode_settings
 from .domain import SettingsBook
 from .gc_policy import GcPolicy
 from .partitions import PartitionRegistry
-from .processor import BatchProcessor, fatal, finish_batch
+from .processor import BatchProcessor, Deferred, fatal, finish_batch
 from .publisher import DeliveryFailed, Publisher
 from .settings_env import WorkerSettings, settings_from_env
 from .settings_feed import SettingsFeed
@@ -222,27 +222,55 @@ class Worker:
     async def batch_loop(self) -> None:
         """Process what the consumer handed over, one batch at a time: fetches queued
         meanwhile are joined up to BATCH_MAX records. Once a batch is durable, its
-        fetches are reported done with the offsets the consumer may commit."""
+        fetches are reported done with the offsets the consumer may commit.
+
+        While the next fetch is already queued, a batch's state rides with the next
+        batch's outputs (``BatchProcessor.handle``); as soon as the queue is empty, or
+        the loop stops, a state still waiting is delivered on its own (``flush``), so a
+        rebalance or a shutdown waiting for the fetches to be done never waits long."""
         queue, batch_max = self.batches, self.ws.batch_max
-        handle = self.processor.handle
+        processor, done = self.processor, self.app.consumer.fetches_done
+        may_defer = queue.qsize                 # > 0: the next batch can carry the state
         debug = functools.partial(log.isEnabledFor, logging.DEBUG)
-        while True:
-            fetch = await queue.get()
-            batch, size = [fetch], len(fetch)
-            while size < batch_max and not queue.empty():
-                fetch = queue.get_nowait()
-                batch.append(fetch)
-                size += len(fetch)
-            if debug():
-                t0 = time.time()
-                oldest = min(r.timestamp or 0 for f in batch for r in f.records())   # ms
-            await finish_batch(handle(batch), functools.partial(
-                self.app.consumer.fetches_done, batch))
-            if debug():
-                log.debug("batch of %d: %.1f ms (%.1f ms awaiting Kafka), oldest record "
-                          "%.1f ms old, %d queued", size, (time.time() - t0) * 1e3,
-                          self.processor.last_delivery_s * 1e3, t0 * 1e3 - oldest,
-                          queue.qsize())
+        carry: tuple[list, Deferred] | None = None    # batch whose state is not sent yet
+
+        def finished(batch: list, carried, result) -> None:
+            nonlocal carry
+            if carried is not None:             # delivered with this batch's outputs
+                done(carried[0], carried[1].offsets)
+            if type(result) is Deferred:
+                carry = (batch, result)
+            else:
+                done(batch, result)
+
+        try:
+            while True:
+                if carry is not None and queue.empty():
+                    (fetches, deferred), carry = carry, None
+                    await finish_batch(processor.flush(deferred),
+                                       functools.partial(done, fetches))
+                fetch = await queue.get()
+                batch, size = [fetch], len(fetch)
+                while size < batch_max and not queue.empty():
+                    fetch = queue.get_nowait()
+                    batch.append(fetch)
+                    size += len(fetch)
+                if debug():
+                    t0 = time.time()
+                    oldest = min(r.timestamp or 0 for f in batch for r in f.records())  # ms
+                carried, carry = carry, None
+                await finish_batch(
+                    processor.handle(batch, carried and carried[1], may_defer),
+                    functools.partial(finished, batch, carried))
+                if debug():
+                    log.debug("batch of %d: %.1f ms (%.1f ms awaiting Kafka), oldest record "
+                              "%.1f ms old, %d queued%s", size, (time.time() - t0) * 1e3,
+                              processor.last_delivery_s * 1e3, t0 * 1e3 - oldest,
+                              queue.qsize(), ", state deferred" if carry else "")
+        finally:
+            if carry is not None:               # stopping: the state must not stay behind
+                (fetches, deferred), carry = carry, None
+                await finish_batch(processor.flush(deferred), functools.partial(done, fetches))
 
     async def settings_agent(self, stream) -> None:
         """Dead-letters invalid settings records (R19) once per consumer group."""

@@ -15,6 +15,13 @@ topic and of the co-partitioned ticks topic. For each batch, in this order:
    here, only after we return, so Faust commits them only after outputs and state are
    durable (at-least-once; a
    re-delivered event is a duplicate of the restored state and emits nothing, R21).
+   When the next fetch is already queued (``may_defer``), the state is not sent on its
+   own: it is returned as a ``Deferred`` and goes out with the next batch's outputs, in
+   that batch's step 4 (one acknowledged delivery per batch instead of two while the
+   worker is busy). The order that matters holds: a batch's state is sent only after
+   its outputs were acknowledged, and its fetches are reported done only once its state
+   is. A crash in between is the crash between steps 4 and 5, one batch later: the
+   records are processed again from the stored position (duplicates, never a loss).
    The clock record carries the partition's next offset, so after a restart or a
    rebalance records the table already reflects are skipped, not processed again
    (``worker.partitions``). With ``PROCESSING_GUARANTEE=exactly_once``, 4 and 5 are one
@@ -28,7 +35,8 @@ Records fetched in an earlier consumer generation are dropped (they are read aga
 after the rebalance's seek), and records below the partition's stored ``next_offset``
 are skipped (``worker.partitions``): each record is applied once, in offset order.
 
-Nothing here awaits per record: two deliveries per batch (outputs, then state), or one
+Nothing here awaits per record: two deliveries per batch (outputs, then state), one
+while batches queue up (this batch's outputs with the previous batch's state), or one
 transaction.
 """
 from __future__ import annotations
@@ -45,7 +53,7 @@ from .fetches import Fetch
 from .observability import BatchMetrics
 from .offsets import DROP_AND_SEEK, SKIP, OffsetGuard
 from .partitions import PartitionRegistry
-from .publisher import Publisher
+from .publisher import Outbox, Publisher
 from .settings_env import WorkerSettings
 from .settings_feed import SettingsFeed
 from .shutdown import exit_now
@@ -54,6 +62,20 @@ from .state_table import StateTable
 log = logging.getLogger(__name__)
 
 EXIT_BATCH_FAILED = 70
+
+
+class Deferred:
+    """The changelog records of a batch whose outputs Kafka has acknowledged, staged but
+    not sent: they go out with the next batch's outputs (``BatchProcessor.handle``) or on
+    their own (``BatchProcessor.flush``). ``offsets`` are the batch's committable offsets,
+    valid once these records are acknowledged."""
+
+    __slots__ = ("outbox", "settle", "offsets")
+
+    def __init__(self, outbox: Outbox, settle: list, offsets: dict) -> None:
+        self.outbox = outbox
+        self.settle = settle          # StateTable.take_unsettled(): RocksDB's writes
+        self.offsets = offsets
 
 
 class BatchProcessor:
@@ -78,9 +100,16 @@ class BatchProcessor:
         self.group_id = ws.app_id             # Faust's consumer group
         self.last_delivery_s = 0.0            # of the last batch: awaiting Kafka's acks
 
-    async def handle(self, batch: list[Fetch]) -> dict:
+    async def handle(self, batch: list[Fetch], carried: Deferred | None = None,
+                     may_defer: Callable[[], bool] | None = None) -> dict | Deferred:
         """Process ``batch`` (fetches, in order) and make its effects durable; returns the
-        offsets the consumer may commit (topic-partition -> next offset)."""
+        offsets the consumer may commit (topic-partition -> next offset).
+
+        ``carried``, the previous batch's state, is delivered with this batch's outputs:
+        once this returns, its offsets may be committed. When ``may_defer()`` is true
+        after the outputs were acknowledged (the next fetch is waiting; never with
+        exactly-once), the state is not sent: the ``Deferred`` is returned instead, for
+        the next call (or ``flush``)."""
         started = time.perf_counter()
         registry = self.registry
         now = self.clock.clock()
@@ -158,7 +187,12 @@ class BatchProcessor:
         outbox.publish(outs)                                             # 4
         waited = time.perf_counter()
         if not self.exactly_once:
-            await self.publisher.deliver(outbox)
+            if carried is None:
+                await self.publisher.deliver(outbox)
+            else:              # the previous batch's outputs are acknowledged: its state
+                outbox.take(carried.outbox)
+                self.table.settle(await self.publisher.deliver(outbox), carried.settle)
+                self.counts["states_deferred"] += 1
         waited = time.perf_counter() - waited
 
         offsets: dict[tuple[str, int], int] = {}
@@ -166,13 +200,17 @@ class BatchProcessor:
             self.counts["state_writes"] += self.table.write(outbox, partition, dirty, clock)
             if clock is not None and len(clock) > 2:
                 offsets[(events_topic, partition)] = clock[2]
+        unsettled = self.table.take_unsettled()
+        deferred = None
         t = time.perf_counter()
         if self.exactly_once:
             sent = await self.publisher.deliver_atomically(outbox, offsets, self.group_id)
+            self.table.settle(sent, unsettled)
+        elif may_defer is not None and may_defer():
+            deferred = Deferred(outbox, unsettled, {})
         else:
-            sent = await self.publisher.deliver(outbox)
+            self.table.settle(await self.publisher.deliver(outbox), unsettled)
         self.last_delivery_s = waited + time.perf_counter() - t   # awaiting Kafka
-        self.table.settle(sent)
         for partition in sorted(to_seek):                                # 6
             nxt = self.guard.next_offset[partition]
             log.warning("events partition %d: records from offset %d were not delivered; "
@@ -182,7 +220,19 @@ class BatchProcessor:
         self.counts["batches"] += 1
         self.counts["events"] += sum(event_types.values())
         self.metrics.record(started, n_records, event_types, outs, clock_outs, now, registry)
+        if deferred is not None:
+            deferred.offsets = self._committable(done)
+            return deferred
         return self._committable(done)
+
+    async def flush(self, deferred: Deferred) -> dict:
+        """Deliver a deferred state on its own (no batch came to carry it); returns its
+        batch's committable offsets."""
+        t = time.perf_counter()
+        self.table.settle(await self.publisher.deliver(deferred.outbox), deferred.settle)
+        self.last_delivery_s = time.perf_counter() - t
+        self.counts["states_flushed"] += 1
+        return deferred.offsets
 
     def _committable(self, done: dict) -> dict:
         """The offsets the consumer may commit now that the batch is durable: one past the

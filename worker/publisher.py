@@ -74,6 +74,13 @@ class Outbox:
     def __bool__(self) -> bool:
         return bool(self.staged)
 
+    def take(self, other: "Outbox") -> None:
+        """Stage what ``other`` holds after what this one holds, and empty ``other``."""
+        staged = self.staged
+        for tp, records in other.staged.items():
+            staged[tp].extend(records)
+        other.staged = defaultdict(list)
+
     def stage(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         self.staged[(topic, partition)].append((key, value))
 
@@ -165,7 +172,7 @@ class Publisher:
         for ``linger_ms`` in case more records come, a closed one goes out with the next
         request. Measured against the local broker (``bench/delivery_roundtrip.py``):
         3.7 ms per acknowledged delivery with open batches, 1.1 ms closed; a batch of
-        the worker waits for two deliveries."""
+        the worker waits for one or two deliveries (``worker.processor``)."""
         staged, outbox.staged = outbox.staged, defaultdict(list)
         sent = []
 

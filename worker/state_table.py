@@ -64,7 +64,7 @@ class PartitionContents:
 class StateTable:
     def __init__(self, table) -> None:
         self.table = table
-        self._pending: list[tuple[int, bytes, bytes | None]] = []   # staged, not yet settled
+        self._pending: list[tuple[int, bytes, bytes | None]] = []   # staged, not yet taken
 
     @property
     def _rocksdb(self) -> bool:
@@ -100,17 +100,23 @@ class StateTable:
             n += 1
         return n
 
-    def settle(self, sent: list[Sent]) -> None:
-        """After delivery (or the transaction's commit): RocksDB takes the staged records
-        and remembers how far the changelog is covered. Its files thus never hold state
-        that Kafka does not (a kill -9 between the two leaves them behind the changelog,
-        which a restart reads on from there). The memory store takes nothing (module
-        docstring)."""
+    def take_unsettled(self) -> list[tuple[int, bytes, bytes | None]]:
+        """The records staged by ``write`` since the last call (RocksDB only; else
+        empty), to pass to ``settle`` once the outbox holding them is delivered."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    def settle(self, sent: list[Sent], unsettled: list[tuple[int, bytes, bytes | None]]
+               ) -> None:
+        """After delivery (or the transaction's commit) of the records ``unsettled``
+        (from ``take_unsettled``): RocksDB takes them and remembers how far the changelog
+        is covered (``sent``). Its files thus never hold state that Kafka does not (a
+        kill -9 between the two leaves them behind the changelog, which a restart reads
+        on from there). The memory store takes nothing (module docstring)."""
         if not self._rocksdb:
             return
-        pending, self._pending = self._pending, []
         store = self.table.data
-        for partition, key, value in pending:
+        for partition, key, value in unsettled:
             db = store._db_for_partition(partition)
             if value is None:
                 db.delete(key)

@@ -12,7 +12,7 @@ import pytest
 
 from worker.fetches import Fetch
 from worker.partitions import PartitionRegistry
-from worker.processor import BatchProcessor
+from worker.processor import BatchProcessor, Deferred
 from worker.publisher import Publisher
 from worker.settings_env import settings_from_env
 from worker.state_table import StateTable, clock_key
@@ -26,12 +26,18 @@ class RecordingPublisher(Publisher):
     def __init__(self, names: dict) -> None:
         super().__init__({"bootstrap_servers": "localhost:1"}, "unit", names)
         self.delivered: list[tuple[str, int, bytes | None, bytes | None]] = []
+        self.deliveries: list[list[tuple]] = []      # what each acknowledged delivery held
 
     async def deliver(self, outbox, timeout: float = 0.0) -> list:
-        for (topic, partition), records in outbox.staged.items():
-            self.delivered.extend((topic, partition, k, v) for k, v in records)
+        records = [(topic, partition, k, v)
+                   for (topic, partition), recs in outbox.staged.items() for k, v in recs]
+        self.delivered.extend(records)
+        self.deliveries.append(records)
         outbox.staged.clear()
         return []
+
+    async def deliver_atomically(self, outbox, offsets, group_id, timeout=0.0) -> list:
+        return await self.deliver(outbox)
 
 
 class FakeClock:
@@ -209,3 +215,58 @@ def test_offsets_to_commit_never_pass_records_dropped_after_a_gap(worker_parts):
     assert done == {(EVENTS, 0): 2, (ws.topic_ticks, 0): 12}
     done = asyncio.run(proc.handle(fetched([record(i, event(i)) for i in (4, 5)])))
     assert done == {(EVENTS, 0): 2}                 # 4 and 5 dropped: read again from 2
+
+
+# -- a batch's state delivered with the next batch's outputs ------------------------------------
+def _changelog_keys(records) -> list:
+    return [k for t, _, k, _ in records if t.endswith("changelog")]
+
+
+def test_while_batches_queue_a_state_rides_with_the_next_batchs_outputs(worker_parts):
+    """One acknowledged delivery per batch instead of two: the state of batch 1 goes out
+    with the outputs of batch 2, never with its own outputs, and before batch 2's state
+    (the changelog keeps one key's states in order)."""
+    ws, table, pub = worker_parts
+    proc, registry = make_processor(ws, table, pub)
+    first = asyncio.run(proc.handle(fetched([record(0, event(0)), record(1, event(1))]),
+                                    may_defer=lambda: True))
+    assert isinstance(first, Deferred) and first.offsets == {(EVENTS, 0): 2}
+    assert len(pub.deliveries) == 1 and not _changelog_keys(pub.deliveries[0])
+    assert len(lifecycle(pub)) == 1                              # session-opened, acked
+
+    second = asyncio.run(proc.handle(
+        fetched([record(2, event(2)), record(3, event(3, user="u2"))]), first,
+        may_defer=lambda: False))
+    assert second == {(EVENTS, 0): 4}
+    assert len(pub.deliveries) == 3                              # batch 2: one more each
+    carried_with_outputs = pub.deliveries[1]
+    assert _changelog_keys(carried_with_outputs) == [b"app:u1", clock_key(0)]
+    assert any(not t.endswith("changelog") for t, _, _, _ in carried_with_outputs)
+    later = _changelog_keys(pub.deliveries[2])
+    assert sorted(later[:-1]) == [b"app:u1", b"app:u2"] and later[-1] == clock_key(0)
+    assert orjson.loads(changelog(pub)[clock_key(0)])[1][2] == 4
+    assert proc.counts["states_deferred"] == 1
+
+
+def test_a_deferred_state_no_batch_came_for_is_flushed_on_its_own(worker_parts):
+    ws, table, pub = worker_parts
+    proc, registry = make_processor(ws, table, pub)
+    deferred = asyncio.run(proc.handle(fetched([record(0, event(0))]), may_defer=lambda: True))
+    assert isinstance(deferred, Deferred) and clock_key(0) not in changelog(pub)
+    assert asyncio.run(proc.flush(deferred)) == {(EVENTS, 0): 1}
+    assert _changelog_keys(pub.deliveries[-1]) == [b"app:u1", clock_key(0)]
+    assert len(lifecycle(pub)) == 1 and proc.counts["states_flushed"] == 1
+    # a restart reads what the changelog holds: the batch is not applied twice
+    recover(table, pub)
+    again, registry = make_processor(ws, table, pub)
+    assert registry.next_offset == {0: 1}
+
+
+def test_exactly_once_never_defers_a_state_out_of_its_transaction(worker_parts):
+    ws, table, pub = worker_parts
+    proc, _ = make_processor(ws, table, pub)
+    proc.exactly_once = True
+    done = asyncio.run(proc.handle(fetched([record(0, event(0))]), may_defer=lambda: True))
+    assert done == {(EVENTS, 0): 1}
+    assert len(pub.deliveries) == 1 and _changelog_keys(pub.deliveries[0]) == [
+        b"app:u1", clock_key(0)]

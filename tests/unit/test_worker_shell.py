@@ -71,7 +71,7 @@ def test_table_values_carry_their_partition_and_rebuild_only_owned_ones(table, p
     b = _sessions(ev("user_message", 2_000, key="app:b"))
     state.write(outbox, 1, a.take_dirty(), a.clock())
     state.write(outbox, 2, b.take_dirty(), b.clock())
-    state.settle([])
+    state.settle([], state.take_unsettled())
     assert not table.data            # live writes go to the changelog only
     changelog = {k: v for recs in outbox.staged.values() for k, v in recs}
     raw = changelog[b"app:a"]
@@ -100,7 +100,7 @@ def test_the_memory_store_is_emptied_once_the_core_holds_its_partitions(table, p
     part = _sessions(ev("user_message", 1_000, key="app:a"))
     outbox = publisher.outbox()
     state.write(outbox, 1, part.take_dirty(), part.clock())
-    state.settle([])
+    state.settle([], state.take_unsettled())
     _recover(table, outbox)
     table.data._key_partition.update({b"app:a": 1, clock_key(1): 1})    # as Faust's restore
     registry = PartitionRegistry(CoreConfig(), SettingsBook(), state)
@@ -130,7 +130,7 @@ def test_deletions_are_tombstones_and_clocks_are_written_only_when_they_moved(ta
     assert second == {0: ({"app:a": None}, part.clock())}    # a tombstone and the clock
     outbox = publisher.outbox()
     state.write(outbox, 0, *second[0])
-    state.settle([])
+    state.settle([], state.take_unsettled())
     assert [k for recs in outbox.staged.values() for k, v in recs if v is None] == [b"app:a"]
 
 
