@@ -542,6 +542,9 @@ async def bench_latency(ctx: Ctx, http, offs, rates: list[tuple[str, float]]) ->
                 e2e.append((recv_ns - s) / 1e6)
                 emit.append(ts_ms - s / 1e6)
                 by_second.setdefault(int((s - t_first) // 1e9), []).append(e2e[-1])
+            if ctx.args.keep_logs:     # per record, to line up stalls with other logs
+                (ctx.workdir / f"latency-{label}.json").write_bytes(orjson.dumps(
+                    [(sent[tid], recv_ns, ts_ms) for tid, recv_ns, ts_ms in got if tid in sent]))
             matched = sum(1 for tid, _, _ in got if tid in sent)
             run = {
                 "target_rate": rate, "producer": pstats, "opened_received": len(got),
@@ -742,7 +745,7 @@ async def bench_state(ctx: Ctx, http, offs, store: str) -> dict:
     await create_w_topics(ctx, env)
     res: dict = {"open_target": n_open, "store": store, "load_before": loadavg(),
                  "allowed_lateness_ms": lateness_ms}
-    proc = ctx.start("W-state", [PY, "-m", "worker", "run"], env)
+    proc = ctx.start(f"W-{sub}", [PY, "-m", "worker", "run"], env)
     proc2 = None
     try:
         res["ready"] = await w_ready(ctx, http, offs, proc, env, port, 180)
@@ -818,7 +821,7 @@ async def bench_state(ctx: Ctx, http, offs, store: str) -> dict:
         res["open_at_kill"] = outs[env["TOPIC_OPENED"]] - outs[env["TOPIC_CLOSED"]]
         proc.stop(signal.SIGKILL)
         t0 = time.time()
-        proc2 = ctx.start("W-state-restart", [PY, "-m", "worker", "run"], env)
+        proc2 = ctx.start(f"W-{sub}-restart", [PY, "-m", "worker", "run"], env)
         try:
             ready = await w_ready(ctx, http, offs, proc2, env, port, a.recovery_timeout,
                                   t0=t0, opened_from=opened_start)
