@@ -60,7 +60,8 @@ chaos: install ## crash test (at-least-once, then exactly-once + 3 kills inside 
 	$(PY) -m pytest tests/integration/test_worker_restart.py tests/integration/test_crash_recovery.py tests/integration/test_broker_restart.py
 
 # every figure in one run: the state phase at ~1.1M open sessions, memory store then
-# RocksDB (~15 min). `make bench BENCH_ARGS=` runs it at 200k open with the memory store (~4 min).
+# RocksDB (6.5 min on 2026-11-27). `make bench BENCH_ARGS=` runs
+# the state phase at 200k open with the memory store only (~4 min).
 BENCH_ARGS ?= --big --state-stores memory://,rocksdb://
 bench: install ## Kafka bench: P/N/W throughput, W latency; memory, close lateness, recovery at 1M (both stores)
 	$(MAKE) --no-print-directory kafka-up
