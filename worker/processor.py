@@ -201,14 +201,12 @@ class BatchProcessor:
             if clock is not None and len(clock) > 2:
                 offsets[(events_topic, partition)] = clock[2]
         unsettled = self.table.take_unsettled()
-        deferred = None
+        defer = not self.exactly_once and may_defer is not None and bool(may_defer())
         t = time.perf_counter()
         if self.exactly_once:
             sent = await self.publisher.deliver_atomically(outbox, offsets, self.group_id)
             self.table.settle(sent, unsettled)
-        elif may_defer is not None and may_defer():
-            deferred = Deferred(outbox, unsettled, {})
-        else:
+        elif not defer:
             self.table.settle(await self.publisher.deliver(outbox), unsettled)
         self.last_delivery_s = waited + time.perf_counter() - t   # awaiting Kafka
         for partition in sorted(to_seek):                                # 6
@@ -220,10 +218,8 @@ class BatchProcessor:
         self.counts["batches"] += 1
         self.counts["events"] += sum(event_types.values())
         self.metrics.record(started, n_records, event_types, outs, clock_outs, now, registry)
-        if deferred is not None:
-            deferred.offsets = self._committable(done)
-            return deferred
-        return self._committable(done)
+        committable = self._committable(done)
+        return Deferred(outbox, unsettled, committable) if defer else committable
 
     async def flush(self, deferred: Deferred) -> dict:
         """Deliver a deferred state on its own (no batch came to carry it); returns its
