@@ -829,7 +829,7 @@ async def bench_state(ctx: Ctx, http, offs, store: str) -> dict:
             raise PhaseError(f"cold restart: {err}", res) from None
         rec = {"probe_opened_s": ready["probe_opened_s"], "readyz_s": ready["readyz_s"],
                "breakdown_s": ready["log_marks_s"], "sessions": res["open_at_kill"],
-               "store": store, "warm": store.startswith("rocksdb"),
+               "store": store,
                "membership": "static" if env["WORKER_INSTANCE_ID"] else "dynamic"}
         main_s = rec["probe_opened_s"]
         if main_s is not None and rec["sessions"]:
@@ -968,6 +968,7 @@ def build_table(res: dict) -> tuple[str, list[dict]]:
             f"p99 ≤ {floor:.0f} ms" if floor else "(info)",
             verdict(None if not r or r.get("p99_ms") is None else r["p99_ms"] <= floor)
             if floor else "—")
+    # results written before the state phase ran per store hold one "state"
     states = res.get("states") or ({res["state"].get("store", "memory://"): res["state"]}
                                    if res.get("state") else {"memory://": {}})
     for store, st in states.items():
@@ -975,8 +976,9 @@ def build_table(res: dict) -> tuple[str, list[dict]]:
     lines = ["| figure | value | floor | met? |", "|---|---|---|---|"]
     lines += [f"| {r['figure']} | {r['value']} | {r['floor']} | {r['met']} |" for r in rows]
     notes = []
-    for phase in ("P", "N", "W", "latency", *(f"state {x}" for x in res.get("states") or {})):
-        got = res["states"][phase[6:]] if phase.startswith("state ") else res.get(phase)
+    phases = [(phase, res.get(phase)) for phase in ("P", "N", "W", "latency")]
+    phases += [(f"state {store}", st) for store, st in states.items()]
+    for phase, got in phases:
         for item in (got if isinstance(got, list) else [got] if got else []):
             if item.get("error"):
                 notes.append(f"- {phase} failed: {item['error'].splitlines()[0][:300]}")
@@ -1088,7 +1090,6 @@ async def amain(args) -> dict:
                 for store in [x.strip() for x in args.state_stores.split(",") if x.strip()]:
                     res["states"][store] = await guarded(
                         f"state {store}", bench_state(ctx, http, offs, store))
-                res["state"] = next(iter(res["states"].values()), {})
     finally:
         for proc in ctx.procs:
             if proc.alive():
